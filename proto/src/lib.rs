@@ -1,0 +1,1 @@
+//! Glyphoxa's gRPC contract between gateways and workers.

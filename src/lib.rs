@@ -1,0 +1,7 @@
+//! The `glyphoxa` binary's library: configuration and the command line.
+//!
+//! The binary wires the workspace crates together; everything a mode needs
+//! is built from a [`config::Config`].
+
+pub mod cli;
+pub mod config;
