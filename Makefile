@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: setup test fmt clippy unit bench check-config
+.PHONY: setup test fmt clippy deps unit bench check-config
 
 setup:
 	bash scripts/setup.sh
@@ -14,11 +14,14 @@ fmt:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+deps:
+	bash scripts/check-deps.sh
+
 unit:
 	$(CARGO) test --workspace
 
 # What CI runs: system packages, formatting, lints, every test.
-test: setup fmt clippy unit
+test: setup fmt clippy deps unit
 
 bench:
 	$(CARGO) bench
