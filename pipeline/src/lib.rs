@@ -2,4 +2,5 @@
 //! agents, address detection, the per-session orchestrator and campaigns.
 
 pub mod campaign;
+pub mod providers;
 pub mod yaml;

@@ -177,6 +177,19 @@ pub struct ProviderConfig {
     pub options: BTreeMap<String, serde_json::Value>,
 }
 
+impl ProviderConfig {
+    /// The provider description the pipeline builds clients from.
+    pub fn to_spec(&self) -> glyphoxa_pipeline::providers::ProviderSpec {
+        glyphoxa_pipeline::providers::ProviderSpec {
+            name: self.name.clone(),
+            base_url: self.base_url.as_ref().map(|endpoint| endpoint.url().clone()),
+            api_key: Some(self.api_key.expose().to_string()).filter(|key| !key.is_empty()),
+            model: self.model.clone(),
+            options: self.options.clone(),
+        }
+    }
+}
+
 /// `audio:` — tuning for audio engineers.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

@@ -249,3 +249,18 @@ fn numbers_from_environment_variables_are_accepted() {
     let config = parse("audio:\n  vad:\n    hangover_ms: ${HANGOVER}\n", &[("HANGOVER", "450")]);
     assert_eq!(config.audio.vad.hangover_ms.get(), 450);
 }
+
+#[test]
+fn provider_entries_become_pipeline_specs() {
+    let config = parse(
+        "providers:\n  llm:\n    name: openai\n    base_url: http://127.0.0.1:11434/v1\n    model: llama3.2\n    options: { include_usage: false }\n  tts: { name: elevenlabs, api_key: \"${XI}\" }\n",
+        &[("XI", "xi-secret")],
+    );
+    let llm = config.providers.llm.as_ref().unwrap().to_spec();
+    assert_eq!(llm.base_url.unwrap().as_str(), "http://127.0.0.1:11434/v1");
+    assert_eq!(llm.model.as_deref(), Some("llama3.2"));
+    assert_eq!(llm.api_key, None);
+    assert_eq!(llm.options["include_usage"], serde_json::Value::Bool(false));
+    let tts = config.providers.tts.as_ref().unwrap().to_spec();
+    assert_eq!(tts.api_key.as_deref(), Some("xi-secret"));
+}
