@@ -33,6 +33,36 @@ pub enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Tools for audio engineers.
+    #[command(subcommand)]
+    Audio(AudioCommand),
+}
+
+/// `glyphoxa audio ...`
+#[derive(Debug, Subcommand)]
+pub enum AudioCommand {
+    /// Run the VAD segmenter over a WAV file (any PCM rate and channel count)
+    /// and print `{"segments":[{"start_ms":N,"end_ms":N},...]}` on stdout.
+    /// Defaults come from the configuration's `audio.vad`.
+    Segments {
+        /// The WAV file; `-` reads standard input.
+        file: PathBuf,
+        /// webrtc-vad aggressiveness, 0 to 3.
+        #[arg(long)]
+        vad_aggressiveness: Option<u8>,
+        /// Voiced 20 ms frames in a row before speech starts.
+        #[arg(long)]
+        vad_onset_frames: Option<u32>,
+        /// Silence (ms) that ends an utterance.
+        #[arg(long)]
+        vad_hangover_ms: Option<u32>,
+        /// Audio (ms) kept before the detected start.
+        #[arg(long)]
+        vad_preroll_ms: Option<u32>,
+        /// Longest utterance (ms).
+        #[arg(long)]
+        vad_max_utterance_ms: Option<u32>,
+    },
 }
 
 /// Exit code for a configuration that cannot be used.
@@ -51,6 +81,22 @@ pub fn run(cli: Cli, env: &Environment, out: &mut dyn Write, err: &mut dyn Write
     };
     match cli.command {
         Some(Command::CheckConfig { strict }) => check_config(&loaded, cli.mode, strict, out, err),
+        Some(Command::Audio(AudioCommand::Segments {
+            file,
+            vad_aggressiveness,
+            vad_onset_frames,
+            vad_hangover_ms,
+            vad_preroll_ms,
+            vad_max_utterance_ms,
+        })) => {
+            let mut settings = loaded.config.audio.vad.to_settings();
+            settings.aggressiveness = vad_aggressiveness.unwrap_or(settings.aggressiveness);
+            settings.onset_frames = vad_onset_frames.unwrap_or(settings.onset_frames);
+            settings.hangover_ms = vad_hangover_ms.unwrap_or(settings.hangover_ms);
+            settings.preroll_ms = vad_preroll_ms.unwrap_or(settings.preroll_ms);
+            settings.max_utterance_ms = vad_max_utterance_ms.unwrap_or(settings.max_utterance_ms);
+            audio_segments(&file, &settings, out, err)
+        }
         None => run_mode(&loaded, cli.mode, err),
     }
 }
@@ -101,6 +147,46 @@ fn check_config(loaded: &LoadedConfig, mode: Mode, strict: bool, out: &mut dyn W
     }
     let _ = writeln!(err, "configuration OK");
     ExitCode::SUCCESS
+}
+
+fn audio_segments(
+    file: &std::path::Path,
+    settings: &glyphoxa_audio::VadSettings,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> ExitCode {
+    let result = if file.as_os_str() == "-" {
+        glyphoxa_audio::segment_wav(std::io::stdin().lock(), settings)
+    } else {
+        glyphoxa_audio::segment_wav_file(file, settings)
+    };
+    match result {
+        Ok(segmentation) => {
+            let _ = writeln!(out, "{}", segmentation.to_json());
+            for segment in &segmentation.segments {
+                let _ = writeln!(
+                    err,
+                    "segment {}–{} ms: voice ended at {} ms, end-of-speech decided {} ms later",
+                    segment.start_ms,
+                    segment.end_ms,
+                    segment.voice_end_ms,
+                    segment.detection_delay_ms()
+                );
+            }
+            if let Some(mean) = segmentation.mean_detection_delay_ms() {
+                let _ = writeln!(
+                    err,
+                    "{} segments, mean detection delay {mean} ms",
+                    segmentation.segments.len()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            let _ = writeln!(err, "error: {}: {error}", file.display());
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
 }
 
 fn run_mode(loaded: &LoadedConfig, mode: Mode, err: &mut dyn Write) -> ExitCode {

@@ -194,3 +194,92 @@ fn bad_campaign_file_fails_check_config_with_its_line() {
     );
     assert!(stderr.contains("(line 3, column"), "{stderr}");
 }
+
+fn write_wav(path: &Path, samples: &[i16], rate: u32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(path, spec).unwrap();
+    for &s in samples {
+        writer.write_sample(s).unwrap();
+    }
+    writer.finalize().unwrap();
+}
+
+fn segments_of(stdout: &[u8]) -> Vec<(u64, u64)> {
+    let json: serde_json::Value = serde_json::from_slice(stdout).expect("stdout is one JSON object");
+    json["segments"]
+        .as_array()
+        .expect("segments array")
+        .iter()
+        .map(|s| (s["start_ms"].as_u64().unwrap(), s["end_ms"].as_u64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn audio_segments_prints_json_for_speech_and_silence() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two spoken sentences with 1.5 s of silence between them, at espeak's own rate.
+    let speech = dir.path().join("speech.wav");
+    let status = Command::new("espeak-ng")
+        .args(["-w"])
+        .arg(&speech)
+        .arg("Welcome to the Sleeping Giant, traveller.")
+        .status()
+        .expect("espeak-ng runs (scripts/setup.sh installs it)");
+    assert!(status.success());
+    let mut reader = hound::WavReader::open(&speech).unwrap();
+    let rate = reader.spec().sample_rate;
+    let sentence: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let mut two = sentence.clone();
+    two.extend(std::iter::repeat_n(0, rate as usize * 3 / 2));
+    two.extend(&sentence);
+    two.extend(std::iter::repeat_n(0, rate as usize));
+    let fixture = dir.path().join("two.wav");
+    write_wav(&fixture, &two, rate);
+
+    let out = glyphoxa(&["audio", "segments", "two.wav"], &[], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let segments = segments_of(&out.stdout);
+    assert_eq!(segments.len(), 2, "{segments:?}");
+    let gap_start = sentence.len() as u64 * 1000 / u64::from(rate);
+    assert!(segments[0].1 > segments[0].0 && segments[0].1 < gap_start + 1500);
+    assert!(
+        text(&out.stderr).contains("mean detection delay"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A longer hangover than the gap merges them.
+    let out = glyphoxa(
+        &["audio", "segments", "two.wav", "--vad-hangover-ms", "2000"],
+        &[],
+        dir.path(),
+    );
+    assert_eq!(segments_of(&out.stdout).len(), 1);
+
+    write_wav(&dir.path().join("silence.wav"), &vec![0; 48_000], 16_000);
+    let out = glyphoxa(&["audio", "segments", "silence.wav"], &[], dir.path());
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout).trim(), "{\"segments\":[]}");
+}
+
+#[test]
+fn audio_segments_rejects_bad_input_without_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("junk.wav"), b"RIFF\x10\x00\x00\x00WAVEjunk").unwrap();
+    for args in [
+        vec!["audio", "segments", "junk.wav"],
+        vec!["audio", "segments", "missing.wav"],
+        vec!["audio", "segments", "junk.wav", "--vad-aggressiveness", "9"],
+    ] {
+        let out = glyphoxa(&args, &[], dir.path());
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).starts_with("error:"), "{}", text(&out.stderr));
+        assert!(!text(&out.stderr).contains("panicked"));
+        assert!(out.stdout.is_empty(), "nothing on stdout on error");
+    }
+}

@@ -220,17 +220,34 @@ pub struct VadConfig {
     pub max_utterance_ms: Bounded<1000, 120_000>,
     /// Longest synthetic silence (ms) fed for a speaker who stopped sending audio.
     pub silence_cap_ms: Bounded<100, 10_000>,
+    /// Silence (ms) after which a provisional "voicing stopped" is reported (barge-in decisions).
+    pub voicing_stop_ms: Bounded<20, 1000>,
+}
+
+impl VadConfig {
+    /// The audio engine's VAD settings.
+    pub fn to_settings(&self) -> glyphoxa_audio::VadSettings {
+        glyphoxa_audio::VadSettings {
+            aggressiveness: self.aggressiveness.get() as u8,
+            onset_frames: self.onset_frames.get(),
+            hangover_ms: self.hangover_ms.get(),
+            preroll_ms: self.preroll_ms.get(),
+            max_utterance_ms: self.max_utterance_ms.get(),
+            voicing_stop_ms: self.voicing_stop_ms.get(),
+        }
+    }
 }
 
 impl Default for VadConfig {
     fn default() -> Self {
         Self {
             aggressiveness: Bounded::new(2),
-            onset_frames: Bounded::new(3),
+            onset_frames: Bounded::new(6),
             hangover_ms: Bounded::new(300),
             preroll_ms: Bounded::new(240),
             max_utterance_ms: Bounded::new(30_000),
             silence_cap_ms: Bounded::new(2_000),
+            voicing_stop_ms: Bounded::new(100),
         }
     }
 }
