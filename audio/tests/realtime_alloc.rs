@@ -22,14 +22,19 @@ struct CountingAllocator;
 
 thread_local! {
     static ARMED: Cell<bool> = const { Cell::new(false) };
+    /// Allocations made by this thread while armed (per thread, so tests
+    /// running in parallel cannot see each other's allocations).
+    static COUNT: Cell<u64> = const { Cell::new(0) };
 }
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
 fn count() {
     if ARMED.try_with(Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        let _ = COUNT.try_with(|c| c.set(c.get() + 1));
     }
+}
+
+fn thread_count() -> u64 {
+    COUNT.with(Cell::get)
 }
 
 unsafe impl GlobalAlloc for CountingAllocator {
@@ -60,11 +65,11 @@ fn arm(on: bool) {
 
 /// Counts the allocations `f` makes on this thread.
 fn allocations_in<T>(f: impl FnOnce() -> T) -> (T, u64) {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = thread_count();
     arm(true);
     let r = f();
     arm(false);
-    (r, ALLOCATIONS.load(Ordering::Relaxed) - before)
+    (r, thread_count() - before)
 }
 
 /// The async side of a busy session, driven tick by tick.
@@ -242,6 +247,8 @@ impl Clock for ArmingClock {
 
     fn wait_for_tick(&mut self, tick: u64) -> bool {
         arm(false);
+        // Publish what the engine thread allocated during the tick just run.
+        ENGINE_ALLOCATIONS.store(thread_count(), Ordering::Relaxed);
         let go = self.0.wait_for_tick(tick);
         ARMED_TICKS.fetch_add(u64::from(go), Ordering::Relaxed);
         arm(go);
@@ -250,12 +257,13 @@ impl Clock for ArmingClock {
 }
 
 static ARMED_TICKS: AtomicU64 = AtomicU64::new(0);
+/// Allocations of the engine thread while armed (written by that thread only).
+static ENGINE_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
 #[test]
 fn the_engine_thread_never_touches_the_heap_while_ticking() {
     let (clock, stepper) = VirtualClock::stepped();
     let (sink, mut out) = output_ring(64);
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
     let (engine, mut h) = SessionEngine::spawn(
         "alloc-test",
         &EngineSettings::default(),
@@ -272,14 +280,15 @@ fn the_engine_thread_never_touches_the_heap_while_ticking() {
         audible += usize::from(a);
         opus += usize::from(o);
     }
-    let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    side.check_exercised(audible, opus);
+    drop(side);
+    stepper.stop();
+    // Joining the engine thread makes sure it published its last tick's count.
+    engine.stop();
+    let allocated = ENGINE_ALLOCATIONS.load(Ordering::Relaxed);
     assert!(ARMED_TICKS.load(Ordering::Relaxed) >= TICKS as u64);
     assert_eq!(
         allocated, 0,
         "the engine thread allocated {allocated} times while ticking"
     );
-    side.check_exercised(audible, opus);
-    stepper.stop();
-    drop(side);
-    engine.stop();
 }
