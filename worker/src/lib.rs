@@ -1,2 +1,6 @@
-//! The Glyphoxa voice worker: one realtime session runtime per voice session,
-//! voice transports (Discord, loopback) and the `SessionWorkerService`.
+//! The Glyphoxa voice worker: one realtime session runtime per voice
+//! session, voice transports (Discord, loopback) and the `SessionWorkerService`.
+
+pub mod playback;
+pub mod runtime;
+pub mod transport;

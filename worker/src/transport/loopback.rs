@@ -1,0 +1,187 @@
+//! The loopback transport: WAV files in as speakers, the mixed output out
+//! as a WAV file (or kept in memory). Used by tests, benches, `replay`, and
+//! selected with `worker.transport: loopback`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use glyphoxa_audio::{
+    read_wav_file, OutputPacket, SessionControl, SpeakerId, INPUT_FRAME_SAMPLES, OUTPUT_CHANNELS, OUTPUT_SAMPLE_RATE,
+};
+use tokio::task::JoinHandle;
+
+use super::{TransportError, VoiceTransport};
+
+/// One speaker's scripted audio.
+#[derive(Debug, Clone)]
+pub struct LoopbackSpeaker {
+    /// The speaker's id (a Discord user id in real sessions).
+    pub id: u64,
+    /// 16 kHz mono PCM the speaker "says", from the start of the session.
+    pub samples: Vec<i16>,
+}
+
+impl LoopbackSpeaker {
+    /// Reads any PCM WAV file as a speaker.
+    pub fn from_wav(id: u64, path: &Path) -> Result<Self, TransportError> {
+        let audio = read_wav_file(path).map_err(|e| TransportError::Io(format!("{}: {e}", path.display())))?;
+        let samples = audio
+            .to_mono_16k()
+            .map_err(|e| TransportError::Io(format!("{}: {e}", path.display())))?;
+        Ok(Self { id, samples })
+    }
+}
+
+/// What the loopback transport heard from the engine: 48 kHz stereo PCM.
+#[derive(Debug, Clone, Default)]
+pub struct LoopbackOutput {
+    /// Interleaved 48 kHz stereo samples, one 20 ms frame per tick.
+    pub samples: Vec<i16>,
+    /// Output frames that carried audible audio.
+    pub audible_frames: u64,
+    /// Output frames that carried an Opus packet.
+    pub opus_frames: u64,
+}
+
+impl LoopbackOutput {
+    /// Length of the output in milliseconds.
+    pub fn duration_ms(&self) -> u64 {
+        self.samples.len() as u64 * 1000 / (u64::from(OUTPUT_SAMPLE_RATE) * OUTPUT_CHANNELS as u64)
+    }
+
+    /// Root-mean-square level of the output.
+    pub fn rms(&self) -> f64 {
+        if self.samples.is_empty() {
+            return 0.0;
+        }
+        (self.samples.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / self.samples.len() as f64).sqrt()
+    }
+
+    /// Writes the output as a 16-bit 48 kHz stereo WAV file.
+    pub fn write_wav(&self, path: &Path) -> Result<(), TransportError> {
+        let spec = hound::WavSpec {
+            channels: OUTPUT_CHANNELS as u16,
+            sample_rate: OUTPUT_SAMPLE_RATE,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let io = |e: hound::Error| TransportError::Io(format!("{}: {e}", path.display()));
+        let mut writer = hound::WavWriter::create(path, spec).map_err(io)?;
+        let mut samples = writer.get_i16_writer(self.samples.len() as u32);
+        for &sample in &self.samples {
+            samples.write_sample(sample);
+        }
+        samples.flush().map_err(io)?;
+        writer.finalize().map_err(io)
+    }
+}
+
+/// WAV files in, PCM out, paced in real time.
+pub struct LoopbackTransport {
+    speakers: Vec<LoopbackSpeaker>,
+    output: Arc<Mutex<LoopbackOutput>>,
+    out_path: Option<PathBuf>,
+    feeder: Option<JoinHandle<()>>,
+    fed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LoopbackTransport {
+    /// A transport whose speakers say `speakers`' audio from the start; the
+    /// output is kept in memory (see [`LoopbackTransport::output`]) and, with
+    /// `out_path`, written as a WAV file when the transport stops.
+    pub fn new(speakers: Vec<LoopbackSpeaker>, out_path: Option<PathBuf>) -> Self {
+        Self {
+            speakers,
+            output: Arc::new(Mutex::new(LoopbackOutput::default())),
+            out_path,
+            feeder: None,
+            fed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+
+    /// A handle to the output collected so far.
+    pub fn output(&self) -> Arc<Mutex<LoopbackOutput>> {
+        self.output.clone()
+    }
+}
+
+#[async_trait]
+impl VoiceTransport for LoopbackTransport {
+    fn name(&self) -> &'static str {
+        "loopback"
+    }
+
+    fn wants_opus(&self) -> bool {
+        false
+    }
+
+    async fn start(&mut self, control: SessionControl) -> Result<(), TransportError> {
+        let mut inputs = Vec::with_capacity(self.speakers.len());
+        for speaker in &self.speakers {
+            let input = control
+                .attach_speaker(SpeakerId(speaker.id))
+                .map_err(|e| TransportError::Connection(e.to_string()))?;
+            inputs.push((input, speaker.samples.clone()));
+        }
+        let fed = self.fed.clone();
+        // Real-time pacing: one 20 ms frame per speaker per 20 ms.
+        self.feeder = Some(tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_millis(20));
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut offset = 0;
+            loop {
+                interval.tick().await;
+                let mut any = false;
+                for (input, samples) in &mut inputs {
+                    if let Some(frame) = samples.get(offset..offset + INPUT_FRAME_SAMPLES) {
+                        any = true;
+                        let _ = input.push_frame(frame);
+                    }
+                }
+                offset += INPUT_FRAME_SAMPLES;
+                if !any {
+                    break;
+                }
+            }
+            fed.store(true, std::sync::atomic::Ordering::Release);
+            // Keep the inputs attached (silence clock ends open utterances).
+            std::future::pending::<()>().await;
+            drop(inputs);
+        }));
+        Ok(())
+    }
+
+    fn deliver(&mut self, packet: &OutputPacket) {
+        if let Ok(mut output) = self.output.lock() {
+            output.samples.extend_from_slice(packet.pcm());
+            output.audible_frames += u64::from(packet.audible());
+            output.opus_frames += u64::from(packet.opus().is_some());
+        }
+    }
+
+    async fn update_voice_server(
+        &mut self,
+        _token: &str,
+        _endpoint: &str,
+        _voice_session_id: &str,
+    ) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    fn input_finished(&self) -> bool {
+        self.fed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    async fn stop(&mut self) -> Result<(), TransportError> {
+        if let Some(feeder) = self.feeder.take() {
+            feeder.abort();
+        }
+        if let Some(path) = &self.out_path {
+            let output = self.output.lock().map(|o| o.clone()).unwrap_or_default();
+            output.write_wav(path)?;
+        }
+        Ok(())
+    }
+}
