@@ -202,9 +202,30 @@ fn run_mode(loaded: &LoadedConfig, mode: Mode, err: &mut dyn Write) -> ExitCode 
         }
         return ExitCode::from(EXIT_CONFIG);
     }
-    let _ = writeln!(
-        err,
-        "error: {mode} mode is not available in this build yet; `glyphoxa check-config` works (see README.md for what is ready)"
-    );
-    ExitCode::from(EXIT_UNAVAILABLE)
+    crate::logging::init(&loaded.config.server);
+    match mode {
+        Mode::Worker => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let _ = writeln!(err, "error: cannot start the async runtime: {error}");
+                    return ExitCode::from(EXIT_UNAVAILABLE);
+                }
+            };
+            match runtime.block_on(crate::worker_mode::run(loaded.config.clone())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    let _ = writeln!(err, "error: {error:#}");
+                    ExitCode::from(EXIT_UNAVAILABLE)
+                }
+            }
+        }
+        Mode::Full | Mode::Gateway => {
+            let _ = writeln!(
+                err,
+                "error: {mode} mode is not available in this build yet; `glyphoxa --mode worker` and `glyphoxa check-config` work (see README.md for what is ready)"
+            );
+            ExitCode::from(EXIT_UNAVAILABLE)
+        }
+    }
 }

@@ -170,9 +170,14 @@ fn a_mode_without_what_it_needs_says_so() {
 #[test]
 fn a_mode_not_yet_built_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let out = glyphoxa(&["--mode", "worker"], &[], dir.path());
-    assert_eq!(out.status.code(), Some(3));
-    assert!(text(&out.stderr).contains("worker mode is not available in this build yet"));
+    std::fs::write(
+        dir.path().join("glyphoxa.yaml"),
+        "workers: { addresses: [\"http://127.0.0.1:9\"] }\n",
+    )
+    .unwrap();
+    let out = glyphoxa(&["--mode", "gateway"], &[("GLYPHOXA_ADMIN_KEY", "k")], dir.path());
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("gateway mode is not available in this build yet"));
     assert!(!text(&out.stderr).contains("panicked"));
 }
 
@@ -282,4 +287,58 @@ fn audio_segments_rejects_bad_input_without_panicking() {
         assert!(!text(&out.stderr).contains("panicked"));
         assert!(out.stdout.is_empty(), "nothing on stdout on error");
     }
+}
+
+#[test]
+fn worker_mode_serves_grpc_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.path().join("glyphoxa.yaml"),
+        "worker: { transport: loopback, id: test-worker, capacity: 3 }\nproviders:\n  stt: { name: openai, base_url: \"http://127.0.0.1:9/v1\" }\n  llm: { name: openai, base_url: \"http://127.0.0.1:9/v1\" }\n",
+    )
+    .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_glyphoxa"));
+    command
+        .args(["--mode", "worker"])
+        .current_dir(dir.path())
+        .env("GLYPHOXA_GRPC_ADDR", format!("127.0.0.1:{port}"))
+        .env_remove("GLYPHOXA_GATEWAY_ADDR")
+        .stderr(std::process::Stdio::piped());
+    let child = command.spawn().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let status = runtime.block_on(async {
+        let config = glyphoxa_proto::ClientConfig::with_deadline(std::time::Duration::from_secs(2));
+        for _ in 0..100 {
+            if let Ok(client) =
+                glyphoxa_proto::GrpcWorkerClient::connect(&format!("127.0.0.1:{port}"), config.clone()).await
+            {
+                use glyphoxa_proto::WorkerApi;
+                if let Ok(status) = client
+                    .get_status(glyphoxa_proto::v1::GetStatusRequest { session_id: None })
+                    .await
+                {
+                    return Some(status);
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        None
+    });
+    let status = status.expect("the worker answered GetStatus");
+    assert_eq!(status.worker_id, "test-worker");
+    assert_eq!(status.load.unwrap().capacity, 3);
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    assert!(stderr.contains("worker stopped"), "{stderr}");
 }

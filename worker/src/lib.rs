@@ -1,6 +1,8 @@
 //! The Glyphoxa voice worker: one realtime session runtime per voice
 //! session, voice transports (Discord, loopback) and the `SessionWorkerService`.
 
+pub mod convert;
 pub mod playback;
 pub mod runtime;
+pub mod service;
 pub mod transport;

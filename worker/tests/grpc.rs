@@ -1,0 +1,398 @@
+//! The worker served over real gRPC on loopback: a whole session driven by
+//! the SessionWorkerService client, with the loopback transport, fake
+//! providers and an in-memory gateway receiving state, heartbeats and events.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use glyphoxa_pipeline::campaign::Campaign;
+use glyphoxa_pipeline::testing::{Scripted, ScriptedLlm, ScriptedStt, ToneTts};
+use glyphoxa_proto::v1;
+use glyphoxa_proto::{ApiError, ClientConfig, GatewayApi, GrpcWorkerClient, SessionEventStream, WorkerApi};
+use glyphoxa_worker::runtime::Providers;
+use glyphoxa_worker::service::{TransportFactory, Worker, WorkerSettings};
+use glyphoxa_worker::transport::loopback::{LoopbackOutput, LoopbackSpeaker, LoopbackTransport};
+use glyphoxa_worker::transport::VoiceTransport;
+
+fn spoken(text: &str, lead_ms: usize, tail_ms: usize) -> Vec<i16> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("say.wav");
+    let ok = std::process::Command::new("espeak-ng")
+        .arg("-w")
+        .arg(&path)
+        .arg(text)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "espeak-ng runs");
+    let mut samples = vec![0; lead_ms * 16];
+    samples.extend(LoopbackSpeaker::from_wav(1, &path).unwrap().samples);
+    samples.extend(vec![0; tail_ms * 16]);
+    samples
+}
+
+/// Loopback transports whose player says the scripted line; outputs are kept.
+#[derive(Default)]
+struct Loopbacks {
+    speech: Vec<i16>,
+    outputs: Mutex<Vec<Arc<Mutex<LoopbackOutput>>>>,
+}
+
+impl TransportFactory for Loopbacks {
+    fn create(&self, _request: &v1::StartSessionRequest) -> Result<Box<dyn VoiceTransport>, ApiError> {
+        let transport = LoopbackTransport::new(
+            vec![LoopbackSpeaker {
+                id: 1001,
+                samples: self.speech.clone(),
+            }],
+            None,
+        );
+        self.outputs.lock().unwrap().push(transport.output());
+        Ok(Box::new(transport))
+    }
+}
+
+/// A gateway that remembers what workers tell it.
+#[derive(Default)]
+struct RecordingGateway {
+    states: Mutex<Vec<(String, i32)>>,
+    heartbeats: Mutex<Vec<String>>,
+    events: Mutex<Vec<v1::SessionEvent>>,
+}
+
+#[async_trait]
+impl GatewayApi for RecordingGateway {
+    async fn report_state(&self, request: v1::ReportStateRequest) -> Result<v1::ReportStateResponse, ApiError> {
+        self.states.lock().unwrap().push((request.session_id, request.state));
+        Ok(v1::ReportStateResponse {})
+    }
+
+    async fn heartbeat(&self, request: v1::HeartbeatRequest) -> Result<v1::HeartbeatResponse, ApiError> {
+        self.heartbeats.lock().unwrap().push(request.session_id);
+        Ok(v1::HeartbeatResponse {
+            state: v1::SessionState::Active as i32,
+        })
+    }
+
+    async fn report_events(&self, mut events: SessionEventStream) -> Result<v1::ReportEventsResponse, ApiError> {
+        let mut accepted = 0;
+        while let Some(Ok(event)) = events.next().await {
+            self.events.lock().unwrap().push(event);
+            accepted += 1;
+        }
+        Ok(v1::ReportEventsResponse {
+            accepted,
+            last_sequence: Default::default(),
+        })
+    }
+}
+
+fn start_request(session_id: &str) -> v1::StartSessionRequest {
+    let campaign = Campaign::example();
+    v1::StartSessionRequest {
+        session_id: session_id.into(),
+        tenant_id: "t1".into(),
+        campaign_id: "c1".into(),
+        guild_id: "100".into(),
+        channel_id: "200".into(),
+        license_tier: v1::LicenseTier::Shared as i32,
+        dm_user_id: "9999".into(),
+        npcs: campaign
+            .npcs
+            .iter()
+            .filter(|n| n.name != "Chronicler")
+            .map(|n| v1::NpcDefinition {
+                id: String::new(),
+                name: n.name.clone(),
+                personality: n.personality.clone(),
+                voice: None,
+                address_only: n.address_only,
+                gm_helper: n.gm_helper,
+            })
+            .collect(),
+        knowledge: vec![],
+        voice: Some(v1::VoiceCredentials {
+            bot_user_id: "5555".into(),
+            session_id: "voice".into(),
+            token: "token".into(),
+            endpoint: "endpoint".into(),
+        }),
+        campaign_name: campaign.campaign.name,
+        campaign_system: campaign.campaign.system,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_over_grpc() {
+    let loopbacks = Arc::new(Loopbacks {
+        speech: spoken("Grimble, what do you have on tap?", 300, 2500),
+        ..Loopbacks::default()
+    });
+    let gateway = Arc::new(RecordingGateway::default());
+    let providers = Providers {
+        stt: Arc::new(ScriptedStt::new(
+            vec![Scripted::Answer("Grimble, what do you have on tap?".into())],
+            Duration::from_millis(40),
+        )),
+        llm: Arc::new(ScriptedLlm::new(
+            vec![Scripted::Answer("Ale, friend. Three copper.".into())],
+            Duration::from_millis(60),
+            Duration::from_millis(5),
+        )),
+        tts: Arc::new(ToneTts::new(Duration::from_millis(20), 40)),
+    };
+    let mut settings = WorkerSettings::new("worker-test");
+    settings.heartbeat = Duration::from_millis(200);
+    settings.capacity = 1;
+    let worker = Worker::new(settings, providers, loopbacks.clone(), Some(gateway.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(glyphoxa_proto::server::serve_worker(worker.clone(), listener, async {
+        let _ = stop_rx.await;
+    }));
+    let client = GrpcWorkerClient::connect(&address, ClientConfig::with_deadline(Duration::from_secs(5)))
+        .await
+        .unwrap();
+
+    // Unknown sessions are NOT_FOUND; bad starts are INVALID_ARGUMENT.
+    let err = client
+        .list_npcs(v1::ListNpcsRequest {
+            session_id: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::NotFound(_)), "{err}");
+    let mut bad = start_request("s-bad");
+    bad.npcs.clear();
+    assert!(matches!(
+        client.start_session(bad).await,
+        Err(ApiError::InvalidArgument(_))
+    ));
+
+    let started = client.start_session(start_request("s-1")).await.unwrap();
+    assert_eq!(started.worker_id, "worker-test");
+    assert_eq!(started.session.unwrap().state, v1::SessionState::Active as i32);
+    // Idempotent start; a second session does not fit.
+    assert!(client.start_session(start_request("s-1")).await.is_ok());
+    assert!(matches!(
+        client.start_session(start_request("s-2")).await,
+        Err(ApiError::ResourceExhausted(_))
+    ));
+    let status = client
+        .get_status(v1::GetStatusRequest { session_id: None })
+        .await
+        .unwrap();
+    assert_eq!(status.load.unwrap().active_sessions, 1);
+
+    // The player's question reaches Grimble, whose answer is heard.
+    let turn = wait_for(&gateway, |e| {
+        matches!(&e.event, Some(v1::session_event::Event::Turn(_)))
+    })
+    .await;
+    let Some(v1::session_event::Event::Turn(turn)) = turn.event else {
+        unreachable!()
+    };
+    assert_eq!(turn.outcome, v1::TurnOutcome::Spoke as i32, "{turn:?}");
+    assert_eq!(turn.npc_name, "Grimble");
+    let latencies = turn.latencies.unwrap();
+    let stages = [
+        latencies.vad_end_of_speech_ms,
+        latencies.stt_final_ms,
+        latencies.llm_first_token_ms,
+        latencies.first_sentence_ms,
+        latencies.tts_first_audio_ms,
+        latencies.first_frame_out_ms,
+    ];
+    assert!(stages.iter().all(Option::is_some), "{latencies:?}");
+    assert!(
+        stages.windows(2).all(|w| w[0] <= w[1]),
+        "cumulative from speech end: {latencies:?}"
+    );
+    assert!(latencies.vad_end_of_speech_ms.unwrap() > 0.0);
+    sleep_ms(1500).await;
+    let output = loopbacks.outputs.lock().unwrap()[0].clone();
+    let heard_before_controls = output.lock().unwrap().audible_frames;
+    assert!(
+        heard_before_controls > 30,
+        "Grimble's reply is in the output ({heard_before_controls} audible frames)"
+    );
+
+    // NPC controls behave as the slash commands say.
+    let npcs = client
+        .list_npcs(v1::ListNpcsRequest {
+            session_id: "s-1".into(),
+        })
+        .await
+        .unwrap()
+        .npcs;
+    assert_eq!(
+        npcs.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
+        ["Grimble", "Elara"]
+    );
+    let muted = client
+        .mute_npc(v1::MuteNpcRequest {
+            session_id: "s-1".into(),
+            name: "grimble".into(),
+        })
+        .await
+        .unwrap();
+    assert!(muted.changed && muted.npc.unwrap().muted);
+    let again = client
+        .mute_npc(v1::MuteNpcRequest {
+            session_id: "s-1".into(),
+            name: "Grimble".into(),
+        })
+        .await
+        .unwrap();
+    assert!(!again.changed);
+    let unknown = client
+        .mute_npc(v1::MuteNpcRequest {
+            session_id: "s-1".into(),
+            name: "Nobody".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(unknown, ApiError::NotFound(_)));
+    let refused = client
+        .speak_npc(v1::SpeakNpcRequest {
+            session_id: "s-1".into(),
+            name: "Grimble".into(),
+            text: "Hello".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, ApiError::FailedPrecondition(_)),
+        "a muted NPC cannot be puppeted: {refused}"
+    );
+    let all = client
+        .mute_all_npcs(v1::MuteAllNpcsRequest {
+            session_id: "s-1".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.changed, 1);
+    let all = client
+        .unmute_all_npcs(v1::UnmuteAllNpcsRequest {
+            session_id: "s-1".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.changed, 2);
+    let unmuted = client
+        .unmute_npc(v1::UnmuteNpcRequest {
+            session_id: "s-1".into(),
+            name: "Grimble".into(),
+        })
+        .await
+        .unwrap();
+    assert!(!unmuted.changed);
+    let spoken = client
+        .speak_npc(v1::SpeakNpcRequest {
+            session_id: "s-1".into(),
+            name: "Elara".into(),
+            text: "Welcome, travellers!".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(spoken.npc.unwrap().name, "Elara");
+    let line = wait_for(
+        &gateway,
+        |e| matches!(&e.event, Some(v1::session_event::Event::Transcript(t)) if t.text == "Welcome, travellers!"),
+    )
+    .await;
+    assert!(line.sequence > 0);
+
+    // PlayAudio: a narrator tone, audible in the output.
+    let before = output.lock().unwrap().audible_frames;
+    let tone: Vec<u8> = (0..24_000)
+        .flat_map(|i: i32| ((((i % 48) - 24) * 500) as i16).to_le_bytes())
+        .collect();
+    let chunks: Vec<Result<Vec<u8>, ApiError>> = tone.chunks(4801).map(|c| Ok(c.to_vec())).collect();
+    let played = client
+        .play_audio(
+            v1::PlayAudioHeader {
+                session_id: "s-1".into(),
+                sample_rate: 24_000,
+                channels: 1,
+                priority: v1::AudioPriority::Narrator as i32,
+                label: "recap".into(),
+            },
+            Box::pin(futures_util::stream::iter(chunks)),
+        )
+        .await
+        .unwrap();
+    assert!(
+        (900..=1100).contains(&played.played_ms),
+        "played {} ms of 1000",
+        played.played_ms
+    );
+    assert!(!played.interrupted);
+    assert!(output.lock().unwrap().audible_frames >= before + 45);
+    let bad_audio = client
+        .play_audio(
+            v1::PlayAudioHeader {
+                session_id: "s-1".into(),
+                sample_rate: 24_000,
+                channels: 7,
+                priority: v1::AudioPriority::Narrator as i32,
+                label: "bad".into(),
+            },
+            Box::pin(futures_util::stream::empty()),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(bad_audio, ApiError::InvalidArgument(_)));
+
+    // Heartbeats flow while the session runs and stop when it ends.
+    assert!(!gateway.heartbeats.lock().unwrap().is_empty());
+    let stopped = client
+        .stop_session(v1::StopSessionRequest {
+            session_id: "s-1".into(),
+            reason: "test".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(stopped.session.unwrap().state, v1::SessionState::Ended as i32);
+    let beats = gateway.heartbeats.lock().unwrap().len();
+    sleep_ms(600).await;
+    assert_eq!(
+        gateway.heartbeats.lock().unwrap().len(),
+        beats,
+        "no heartbeats after the end"
+    );
+    assert_eq!(
+        gateway.states.lock().unwrap().clone(),
+        [
+            ("s-1".to_string(), v1::SessionState::Active as i32),
+            ("s-1".to_string(), v1::SessionState::Ended as i32)
+        ]
+    );
+    let again = client
+        .stop_session(v1::StopSessionRequest {
+            session_id: "s-1".into(),
+            reason: "twice".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(again, ApiError::NotFound(_)), "a stopped session is gone");
+    let _ = stop_tx.send(());
+    server.await.unwrap().unwrap();
+}
+
+async fn sleep_ms(ms: u64) {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+async fn wait_for(gateway: &RecordingGateway, wanted: impl Fn(&v1::SessionEvent) -> bool) -> v1::SessionEvent {
+    for _ in 0..300 {
+        if let Some(event) = gateway.events.lock().unwrap().iter().find(|e| wanted(e)) {
+            return event.clone();
+        }
+        sleep_ms(50).await;
+    }
+    panic!("the event never arrived; got {:?}", gateway.events.lock().unwrap());
+}
