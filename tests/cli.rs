@@ -314,9 +314,7 @@ fn worker_mode_serves_grpc_and_stops_on_sigterm() {
     let status = runtime.block_on(async {
         let config = glyphoxa_proto::ClientConfig::with_deadline(std::time::Duration::from_secs(2));
         for _ in 0..100 {
-            if let Ok(client) =
-                glyphoxa_proto::GrpcWorkerClient::connect(&format!("127.0.0.1:{port}"), config.clone()).await
-            {
+            if let Ok(client) = glyphoxa_proto::GrpcWorkerClient::connect(&format!("127.0.0.1:{port}"), config).await {
                 use glyphoxa_proto::WorkerApi;
                 if let Ok(status) = client
                     .get_status(glyphoxa_proto::v1::GetStatusRequest { session_id: None })
