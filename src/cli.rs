@@ -36,6 +36,23 @@ pub enum Command {
     /// Tools for audio engineers.
     #[command(subcommand)]
     Audio(AudioCommand),
+    /// Run a whole session offline from WAV files (one per speaker) through
+    /// the real pipeline with the configured providers; print a per-turn
+    /// latency table, write the NPCs' audio and a JSON report.
+    Replay {
+        /// Speaker recordings (any PCM WAV); each file is one speaker.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Where to write the NPCs' audio (16-bit 48 kHz stereo WAV).
+        #[arg(long, value_name = "WAV")]
+        out: Option<PathBuf>,
+        /// Where to write the JSON report.
+        #[arg(long, value_name = "JSON")]
+        report: Option<PathBuf>,
+        /// The DM's file among the inputs (its speech is parsed for voice commands).
+        #[arg(long, value_name = "WAV")]
+        dm: Option<PathBuf>,
+    },
 }
 
 /// `glyphoxa audio ...`
@@ -81,6 +98,34 @@ pub fn run(cli: Cli, env: &Environment, out: &mut dyn Write, err: &mut dyn Write
     };
     match cli.command {
         Some(Command::CheckConfig { strict }) => check_config(&loaded, cli.mode, strict, out, err),
+        Some(Command::Replay {
+            inputs,
+            out: wav,
+            report,
+            dm,
+        }) => {
+            crate::logging::init(&loaded.config.server);
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let _ = writeln!(err, "error: cannot start the async runtime: {error}");
+                    return ExitCode::from(EXIT_UNAVAILABLE);
+                }
+            };
+            let request = crate::replay::ReplayRequest {
+                inputs,
+                out: wav,
+                report,
+                dm,
+            };
+            match runtime.block_on(crate::replay::run(&loaded.config, request, out, err)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    let _ = writeln!(err, "error: {error:#}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            }
+        }
         Some(Command::Audio(AudioCommand::Segments {
             file,
             vad_aggressiveness,

@@ -340,3 +340,97 @@ fn worker_mode_serves_grpc_and_stops_on_sigterm() {
     assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
     assert!(stderr.contains("worker stopped"), "{stderr}");
 }
+
+/// Speech from espeak-ng as raw samples at its own rate.
+fn espeak(text: &str, dir: &Path) -> (Vec<i16>, u32) {
+    let path = dir.join("espeak.wav");
+    assert!(Command::new("espeak-ng")
+        .arg("-w")
+        .arg(&path)
+        .arg(text)
+        .status()
+        .unwrap()
+        .success());
+    let mut reader = hound::WavReader::open(&path).unwrap();
+    let rate = reader.spec().sample_rate;
+    (reader.samples::<i16>().map(Result::unwrap).collect(), rate)
+}
+
+#[test]
+fn replay_prints_two_turns_and_writes_npc_audio() {
+    use glyphoxa_pipeline::providers::fake::openai::{chat_stream, transcription};
+    use glyphoxa_pipeline::providers::fake::FakeHttpServer;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(FakeHttpServer::start()).unwrap();
+    let ms = std::time::Duration::from_millis;
+    server.push(transcription("Grimble, what do you have on tap?"));
+    server.push(chat_stream(
+        &["Ale", " and", " mead.", " Three", " copper."],
+        ms(120),
+        ms(10),
+    ));
+    server.push(transcription("Elara, sing us a song."));
+    server.push(chat_stream(&["Gladly!", " Gather", " round."], ms(120), ms(10)));
+
+    let dir = tempfile::tempdir().unwrap();
+    let (first, rate) = espeak("Grimble, what do you have on tap?", dir.path());
+    let (second, _) = espeak("Elara, sing us a song.", dir.path());
+    let mut scene = vec![0; rate as usize / 2];
+    scene.extend(&first);
+    scene.extend(std::iter::repeat_n(0, rate as usize * 4));
+    scene.extend(&second);
+    scene.extend(std::iter::repeat_n(0, rate as usize));
+    write_wav(&dir.path().join("alice.wav"), &scene, rate);
+    let base = server.url("/v1").unwrap();
+    std::fs::write(
+        dir.path().join("glyphoxa.yaml"),
+        format!("providers:\n  stt: {{ name: openai, base_url: \"{base}\" }}\n  llm: {{ name: openai, base_url: \"{base}\" }}\n"),
+    )
+    .unwrap();
+    let out = glyphoxa(
+        &["replay", "alice.wav", "--out", "npcs.wav", "--report", "report.json"],
+        &[],
+        dir.path(),
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.contains(" alice ")).collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    assert!(rows[0].contains("Grimble") && rows[0].contains("spoke"), "{stdout}");
+    assert!(rows[1].contains("Elara") && rows[1].contains("spoke"), "{stdout}");
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
+    let turns = report["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 2);
+    for turn in turns {
+        for stage in [
+            "vad_end_ms",
+            "stt_final_ms",
+            "llm_first_token_ms",
+            "first_sentence_ms",
+            "tts_first_audio_ms",
+            "first_frame_ms",
+        ] {
+            assert!(turn["stages"][stage].as_f64().is_some(), "{stage} missing in {turn}");
+        }
+    }
+    assert_eq!(turns[0]["reply"], "Ale and mead. Three copper.");
+    assert_eq!(report["summary"]["spoke"], 2);
+
+    let mut reader = hound::WavReader::open(dir.path().join("npcs.wav")).unwrap();
+    assert_eq!((reader.spec().sample_rate, reader.spec().channels), (48_000, 2));
+    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let loud = samples.iter().filter(|s| s.unsigned_abs() > 1000).count();
+    assert!(
+        loud > 48_000,
+        "the NPCs are audible in the output ({loud} loud samples)"
+    );
+    // The STT requests carried the utterances as WAV, in speech order.
+    let requests = server.requests();
+    assert_eq!(
+        requests.iter().filter(|r| r.path == "/v1/audio/transcriptions").count(),
+        2
+    );
+    drop(server);
+}

@@ -3,6 +3,7 @@
 
 pub mod convert;
 pub mod playback;
+pub mod replay;
 pub mod runtime;
 pub mod service;
 pub mod transport;

@@ -83,6 +83,11 @@ impl MixerPlayback {
         }
     }
 
+    /// Lines not yet reported finished by the mixer.
+    pub fn open_lines(&self) -> usize {
+        self.registry.open_lines()
+    }
+
     /// Opens a line for an arbitrary source spec (PlayAudio uses this).
     pub fn open_spec(&self, spec: SourceSpec) -> Result<(Box<dyn LineWriter>, LineMonitor), PlaybackError> {
         let channels = usize::from(spec.channels.max(1));

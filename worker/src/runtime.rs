@@ -164,6 +164,11 @@ impl SessionRuntime {
         &self.playback
     }
 
+    /// Whether any line (NPC reply, narration) is still playing or queued.
+    pub fn playback_busy(&self) -> bool {
+        self.playback.open_lines() > 0
+    }
+
     /// The engine's control handle.
     pub fn control(&self) -> &SessionControl {
         &self.control
