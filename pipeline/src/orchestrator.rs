@@ -952,7 +952,12 @@ impl Orchestrator {
             timings.llm_first_token = output.times.llm_first_token;
             timings.first_sentence = output.times.first_sentence;
             timings.tts_first_audio = output.times.tts_first_audio;
-            timings.first_frame = running.first_frame.or(output.times.first_frame);
+            // A frame cannot go out before its audio existed; a tick that ran
+            // late is stamped with its deadline, so keep the order.
+            timings.first_frame = running
+                .first_frame
+                .or(output.times.first_frame)
+                .map(|at| timings.tts_first_audio.map_or(at, |audio| at.max(audio)));
             self.emit(SessionEvent::Turn(TurnResult {
                 turn_id,
                 speaker_id: request.speaker_id,

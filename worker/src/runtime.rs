@@ -99,8 +99,9 @@ impl SessionRuntime {
         }
         let (sink, output) = output_ring(OUTPUT_RING_FRAMES);
         let name = format!("session-{}", spec.brain.session_id);
-        let (engine, handles) =
-            SessionEngine::spawn(&name, &engine_settings, Box::new(sink), RealClock::new(spec.phase))?;
+        let clock = RealClock::new(spec.phase);
+        let clock_stats = clock.stats();
+        let (engine, handles) = SessionEngine::spawn(&name, &engine_settings, Box::new(sink), clock)?;
         let base = Instant::now();
         let registry = LineRegistry::default();
         let npcs: HashMap<_, _> = spec
@@ -135,6 +136,8 @@ impl SessionRuntime {
                 brain: brain.clone(),
                 registry,
                 base,
+                clock: clock_stats,
+                phase: spec.phase,
             },
             transport,
             stop.clone(),
@@ -237,11 +240,17 @@ struct Pump {
     brain: SessionHandle,
     registry: LineRegistry,
     base: Instant,
+    clock: Arc<glyphoxa_audio::ClockStats>,
+    phase: Duration,
 }
 
 impl Pump {
+    /// When tick `tick` was due on the engine's clock.
     fn tick_instant(&self, tick: u64) -> Instant {
-        self.base + Duration::from_millis(tick * u64::from(glyphoxa_audio::FRAME_MS))
+        match self.clock.tick_deadline(tick, self.phase) {
+            Some(deadline) => Instant::from_std(deadline),
+            None => self.base + Duration::from_millis(tick * u64::from(glyphoxa_audio::FRAME_MS)),
+        }
     }
 
     fn drain_utterances(&mut self) {
