@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use futures_util::FutureExt;
 
 use crate::config::{Environment, LoadedConfig, Mode};
 
@@ -33,6 +34,9 @@ pub enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Create or update the database schema (`storage.url` /
+    /// `GLYPHOXA_DATABASE_URL`); the gateway also does this at start-up.
+    Migrate,
     /// Tools for audio engineers.
     #[command(subcommand)]
     Audio(AudioCommand),
@@ -98,6 +102,20 @@ pub fn run(cli: Cli, env: &Environment, out: &mut dyn Write, err: &mut dyn Write
     };
     match cli.command {
         Some(Command::CheckConfig { strict }) => check_config(&loaded, cli.mode, strict, out, err),
+        Some(Command::Migrate) => {
+            crate::logging::init(&loaded.config.server);
+            match async_runtime(err).map(|rt| rt.block_on(crate::gateway_mode::migrate(&loaded.config))) {
+                Some(Ok(summary)) => {
+                    let _ = writeln!(out, "{summary}");
+                    ExitCode::SUCCESS
+                }
+                Some(Err(error)) => {
+                    let _ = writeln!(err, "error: {error:#}");
+                    ExitCode::from(EXIT_UNAVAILABLE)
+                }
+                None => ExitCode::from(EXIT_UNAVAILABLE),
+            }
+        }
         Some(Command::Replay {
             inputs,
             out: wav,
@@ -105,12 +123,8 @@ pub fn run(cli: Cli, env: &Environment, out: &mut dyn Write, err: &mut dyn Write
             dm,
         }) => {
             crate::logging::init(&loaded.config.server);
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    let _ = writeln!(err, "error: cannot start the async runtime: {error}");
-                    return ExitCode::from(EXIT_UNAVAILABLE);
-                }
+            let Some(runtime) = async_runtime(err) else {
+                return ExitCode::from(EXIT_UNAVAILABLE);
             };
             let request = crate::replay::ReplayRequest {
                 inputs,
@@ -234,6 +248,17 @@ fn audio_segments(
     }
 }
 
+/// A multi-threaded tokio runtime, or `None` after saying why not.
+fn async_runtime(err: &mut dyn Write) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => Some(runtime),
+        Err(error) => {
+            let _ = writeln!(err, "error: cannot start the async runtime: {error}");
+            None
+        }
+    }
+}
+
 fn run_mode(loaded: &LoadedConfig, mode: Mode, err: &mut dyn Write) -> ExitCode {
     let missing = loaded.config.requirements(mode);
     if !missing.is_empty() {
@@ -248,16 +273,17 @@ fn run_mode(loaded: &LoadedConfig, mode: Mode, err: &mut dyn Write) -> ExitCode 
         return ExitCode::from(EXIT_CONFIG);
     }
     crate::logging::init(&loaded.config.server);
-    match mode {
-        Mode::Worker => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    let _ = writeln!(err, "error: cannot start the async runtime: {error}");
-                    return ExitCode::from(EXIT_UNAVAILABLE);
-                }
+    let run = match mode {
+        Mode::Worker => Some(crate::worker_mode::run(loaded.config.clone()).boxed()),
+        Mode::Gateway => Some(crate::gateway_mode::run(loaded.config.clone()).boxed()),
+        Mode::Full => None,
+    };
+    match run {
+        Some(future) => {
+            let Some(runtime) = async_runtime(err) else {
+                return ExitCode::from(EXIT_UNAVAILABLE);
             };
-            match runtime.block_on(crate::worker_mode::run(loaded.config.clone())) {
+            match runtime.block_on(future) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     let _ = writeln!(err, "error: {error:#}");
@@ -265,10 +291,10 @@ fn run_mode(loaded: &LoadedConfig, mode: Mode, err: &mut dyn Write) -> ExitCode 
                 }
             }
         }
-        Mode::Full | Mode::Gateway => {
+        None => {
             let _ = writeln!(
                 err,
-                "error: {mode} mode is not available in this build yet; `glyphoxa --mode worker` and `glyphoxa check-config` work (see README.md for what is ready)"
+                "error: {mode} mode is not available in this build yet; `--mode gateway`, `--mode worker`, `replay` and `check-config` work (see README.md for what is ready)"
             );
             ExitCode::from(EXIT_UNAVAILABLE)
         }

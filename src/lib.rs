@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod gateway_mode;
 pub mod logging;
 pub mod replay;
 pub mod worker_mode;

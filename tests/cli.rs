@@ -434,3 +434,117 @@ fn replay_prints_two_turns_and_writes_npc_audio() {
     );
     drop(server);
 }
+
+#[test]
+fn migrate_creates_the_schema_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut urls = vec![format!("sqlite://{}", dir.path().join("glyphoxa.db").display())];
+    match std::env::var("GLYPHOXA_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => urls.push(url),
+        _ => eprintln!("PostgreSQL part skipped: GLYPHOXA_TEST_DATABASE_URL is not set"),
+    }
+    for url in urls {
+        let out = glyphoxa(&["migrate"], &[("GLYPHOXA_DATABASE_URL", &url)], dir.path());
+        assert!(out.status.success(), "{url}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("schema version"), "{}", text(&out.stdout));
+        let again = glyphoxa(&["migrate"], &[("GLYPHOXA_DATABASE_URL", &url)], dir.path());
+        assert!(again.status.success());
+        assert!(
+            text(&again.stdout).contains("0 migration(s) applied"),
+            "{}",
+            text(&again.stdout)
+        );
+    }
+    let bad = glyphoxa(
+        &["migrate"],
+        &[("GLYPHOXA_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")],
+        dir.path(),
+    );
+    assert_eq!(bad.status.code(), Some(3));
+    assert!(
+        text(&bad.stderr).starts_with("error: migrating postgres://nobody@127.0.0.1:1/none"),
+        "{}",
+        text(&bad.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain HTTP/1.1 GET; returns the status code.
+fn http_get(port: u16, path: &str, key: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn gateway_mode_serves_the_admin_api_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, grpc) = (free_port(), free_port());
+    std::fs::write(
+        dir.path().join("glyphoxa.yaml"),
+        "workers: { addresses: [\"http://127.0.0.1:9\"] }\n",
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_glyphoxa"))
+        .args(["--mode", "gateway"])
+        .current_dir(dir.path())
+        .env("GLYPHOXA_ADMIN_KEY", "test-admin-key")
+        .env(
+            "GLYPHOXA_DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("gw.db").display()),
+        )
+        .env("GLYPHOXA_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
+        .env("GLYPHOXA_GRPC_ADDR", format!("127.0.0.1:{grpc}"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    for _ in 0..100 {
+        status = http_get(admin, "/api/v1/tenants", "test-admin-key");
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(status, Some(200), "the admin API answers");
+    assert_eq!(http_get(admin, "/api/v1/tenants", "wrong"), Some(403));
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("gateway stopped"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn gateway_mode_refuses_to_start_without_an_admin_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("glyphoxa.yaml"),
+        "workers: { addresses: [\"http://127.0.0.1:9\"] }\n",
+    )
+    .unwrap();
+    let out = glyphoxa(&["--mode", "gateway"], &[], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("GLYPHOXA_ADMIN_KEY"),
+        "{}",
+        text(&out.stderr)
+    );
+}

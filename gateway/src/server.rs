@@ -1,0 +1,291 @@
+//! `glyphoxa --mode gateway`: the admin API, the `SessionGatewayService`
+//! gRPC server and the session cleanup loop over one store, with graceful
+//! shutdown. The binary owns configuration, logging and metrics export and
+//! hands plain [`GatewaySettings`] to [`run`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::{self, AdminError, AdminSettings, AdminState};
+use crate::bots::{BotManager, RecordingBotManager};
+use crate::gateway_api::GatewayHandler;
+use crate::orchestrator::{Orchestrator, OrchestratorSettings};
+use crate::store::{Store, StoreError, StoreSettings};
+use crate::workers::{GrpcWorkerPool, WorkerClient, WorkerError, WorkerPoolSettings};
+
+/// Everything gateway mode needs, as plain values.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// The database (`GLYPHOXA_DATABASE_URL` / `storage`).
+    pub store: StoreSettings,
+    /// Admin API listen address (`GLYPHOXA_ADMIN_ADDR`, default `0.0.0.0:8081`).
+    pub admin_addr: SocketAddr,
+    /// gRPC listen address for workers (`GLYPHOXA_GRPC_ADDR`, default `0.0.0.0:50052`).
+    pub grpc_addr: SocketAddr,
+    /// Admin key, secret key and body limit.
+    pub admin: AdminSettings,
+    /// The workers (`workers:`).
+    pub workers: WorkerPoolSettings,
+    /// Heartbeat, zombie and dispatch timeouts.
+    pub orchestrator: OrchestratorSettings,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+}
+
+impl GatewaySettings {
+    /// Defaults (`0.0.0.0:8081`, `0.0.0.0:50052`, no workers) for a
+    /// database and an admin key.
+    pub fn new(database_url: impl Into<String>, admin_key: impl Into<String>) -> Self {
+        Self {
+            store: StoreSettings::new(database_url),
+            admin_addr: SocketAddr::from(([0, 0, 0, 0], 8081)),
+            grpc_addr: SocketAddr::from(([0, 0, 0, 0], 50052)),
+            admin: AdminSettings::new(admin_key),
+            workers: WorkerPoolSettings::default(),
+            orchestrator: OrchestratorSettings::default(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the gateway could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The admin API cannot start (no admin key, bad secret key).
+    #[error("admin API: {0}")]
+    Admin(#[from] AdminError),
+    /// The database cannot be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The worker list is unusable.
+    #[error("workers: {0}")]
+    Workers(#[from] WorkerError),
+    /// A listen address cannot be bound.
+    #[error("cannot listen for the {what} on {addr}: {source}")]
+    Bind {
+        /// Which server.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A server failed while running.
+    #[error("the {what} failed: {message}")]
+    Serve {
+        /// Which server.
+        what: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+type Task = JoinHandle<Result<(), GatewayError>>;
+
+/// A running gateway: see [`Gateway::start`].
+pub struct Gateway {
+    admin_addr: SocketAddr,
+    grpc_addr: SocketAddr,
+    orchestrator: Arc<Orchestrator>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<(&'static str, Task)>,
+    grace: Duration,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("admin_addr", &self.admin_addr)
+            .field("grpc_addr", &self.grpc_addr)
+            .finish()
+    }
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
+impl Gateway {
+    /// Checks the settings, opens and migrates the store, binds both
+    /// listeners, reconnects every tenant bot that has a token and starts
+    /// serving. Fails before binding anything when the admin key is missing.
+    pub async fn start(settings: GatewaySettings, bots: Arc<dyn BotManager>) -> Result<Self, GatewayError> {
+        let workers: Arc<dyn WorkerClient> = Arc::new(GrpcWorkerPool::new(settings.workers.clone())?);
+        Self::start_with_workers(settings, bots, workers).await
+    }
+
+    /// [`Gateway::start`] with a given worker client (e.g. in-process).
+    pub async fn start_with_workers(
+        settings: GatewaySettings,
+        bots: Arc<dyn BotManager>,
+        workers: Arc<dyn WorkerClient>,
+    ) -> Result<Self, GatewayError> {
+        // Refuse to start without an admin key before touching anything.
+        crate::crypto::AdminKey::new(&settings.admin.admin_key).map_err(AdminError::from)?;
+        let store = Store::connect(&settings.store).await?;
+        let orchestrator = Arc::new(Orchestrator::new(store, workers, settings.orchestrator));
+        let state = AdminState::new(&settings.admin, Arc::clone(&orchestrator), Arc::clone(&bots))?;
+        let admin_listener = TcpListener::bind(settings.admin_addr)
+            .await
+            .map_err(|source| GatewayError::Bind {
+                what: "admin API",
+                addr: settings.admin_addr,
+                source,
+            })?;
+        let grpc_listener = TcpListener::bind(settings.grpc_addr)
+            .await
+            .map_err(|source| GatewayError::Bind {
+                what: "gateway gRPC server",
+                addr: settings.grpc_addr,
+                source,
+            })?;
+        let admin_addr = admin_listener.local_addr().unwrap_or(settings.admin_addr);
+        let grpc_addr = grpc_listener.local_addr().unwrap_or(settings.grpc_addr);
+
+        admin::reconnect_bots(&state).await;
+
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks: Vec<(&'static str, Task)> = Vec::new();
+        let router = admin::router(state);
+        let signal = stopped(stop_rx.clone());
+        tasks.push((
+            "admin API",
+            tokio::spawn(async move {
+                axum::serve(admin_listener, router)
+                    .with_graceful_shutdown(signal)
+                    .await
+                    .map_err(|e| GatewayError::Serve {
+                        what: "admin API",
+                        message: e.to_string(),
+                    })
+            }),
+        ));
+        let handler: Arc<dyn glyphoxa_proto::GatewayApi> = Arc::new(GatewayHandler::new(Arc::clone(&orchestrator)));
+        let signal = stopped(stop_rx.clone());
+        tasks.push((
+            "gateway gRPC server",
+            tokio::spawn(async move {
+                glyphoxa_proto::server::serve_gateway(handler, grpc_listener, signal)
+                    .await
+                    .map_err(|e| GatewayError::Serve {
+                        what: "gateway gRPC server",
+                        message: e.to_string(),
+                    })
+            }),
+        ));
+        let cleanup = Arc::clone(&orchestrator);
+        let signal = stopped(stop_rx);
+        tasks.push((
+            "session cleanup loop",
+            tokio::spawn(async move {
+                cleanup.run_cleanup(signal).await;
+                Ok(())
+            }),
+        ));
+        tracing::info!(%admin_addr, %grpc_addr, "gateway started");
+        Ok(Self {
+            admin_addr,
+            grpc_addr,
+            orchestrator,
+            stop,
+            tasks,
+            grace: settings.shutdown_grace,
+        })
+    }
+
+    /// Where the admin API listens.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Where the gRPC server for workers listens.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// The orchestrator (for the Discord command handlers).
+    pub fn orchestrator(&self) -> &Arc<Orchestrator> {
+        &self.orchestrator
+    }
+
+    /// Serves until `shutdown` completes or a server fails, then shuts down
+    /// gracefully.
+    pub async fn serve_until(mut self, shutdown: impl Future<Output = ()>) -> Result<(), GatewayError> {
+        tokio::pin!(shutdown);
+        let failed = tokio::select! {
+            () = &mut shutdown => None,
+            failure = first_exit(&mut self.tasks) => Some(failure),
+        };
+        let result = self.shutdown().await;
+        match failed {
+            Some(Err(error)) => Err(error),
+            _ => result,
+        }
+    }
+
+    /// Stops accepting requests, lets in-flight ones finish (up to the
+    /// grace period), stops the cleanup loop and closes the store.
+    pub async fn shutdown(self) -> Result<(), GatewayError> {
+        let _ = self.stop.send(true);
+        let mut result = Ok(());
+        for (what, task) in self.tasks {
+            match tokio::time::timeout(self.grace, task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(error))) => result = Err(error),
+                Ok(Err(join)) => {
+                    result = Err(GatewayError::Serve {
+                        what,
+                        message: join.to_string(),
+                    })
+                }
+                Err(_) => tracing::warn!(what, "did not stop within the shutdown grace period"),
+            }
+        }
+        self.orchestrator.store().close().await;
+        tracing::info!("gateway stopped");
+        result
+    }
+}
+
+/// Waits until one task ends and says how.
+async fn first_exit(tasks: &mut [(&'static str, Task)]) -> Result<(), GatewayError> {
+    if tasks.is_empty() {
+        return std::future::pending().await;
+    }
+    let (outcome, index, _) = futures_util::future::select_all(tasks.iter_mut().map(|(_, task)| task)).await;
+    let what = tasks.get(index).map_or("server", |(what, _)| *what);
+    match outcome {
+        Ok(Ok(())) => Err(GatewayError::Serve {
+            what,
+            message: "stopped unexpectedly".into(),
+        }),
+        Ok(Err(error)) => Err(error),
+        Err(join) => Err(GatewayError::Serve {
+            what,
+            message: join.to_string(),
+        }),
+    }
+}
+
+/// Runs gateway mode until `shutdown` completes: the entry point of
+/// `glyphoxa --mode gateway`. Tenant bots are managed by a
+/// [`RecordingBotManager`] until the Discord integration provides one (see
+/// [`run_with_bots`]).
+pub async fn run(settings: GatewaySettings, shutdown: impl Future<Output = ()>) -> Result<(), GatewayError> {
+    run_with_bots(settings, Arc::new(RecordingBotManager::new()), shutdown).await
+}
+
+/// [`run`] with the given bot manager.
+pub async fn run_with_bots(
+    settings: GatewaySettings,
+    bots: Arc<dyn BotManager>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), GatewayError> {
+    Gateway::start(settings, bots).await?.serve_until(shutdown).await
+}
