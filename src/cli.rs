@@ -104,7 +104,12 @@ pub fn run(cli: Cli, env: &Environment, out: &mut dyn Write, err: &mut dyn Write
         Some(Command::CheckConfig { strict }) => check_config(&loaded, cli.mode, strict, out, err),
         Some(Command::Migrate) => {
             crate::logging::init(&loaded.config.server);
-            match async_runtime(err).map(|rt| rt.block_on(crate::gateway_mode::migrate(&loaded.config))) {
+            let migrated = async_runtime(err).map(|rt| {
+                let result = rt.block_on(crate::gateway_mode::migrate(&loaded.config));
+                rt.shutdown_timeout(std::time::Duration::from_secs(2));
+                result
+            });
+            match migrated {
                 Some(Ok(summary)) => {
                     let _ = writeln!(out, "{summary}");
                     ExitCode::SUCCESS
@@ -132,7 +137,9 @@ pub fn run(cli: Cli, env: &Environment, out: &mut dyn Write, err: &mut dyn Write
                 report,
                 dm,
             };
-            match runtime.block_on(crate::replay::run(&loaded.config, request, out, err)) {
+            let result = runtime.block_on(crate::replay::run(&loaded.config, request, out, err));
+            runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     let _ = writeln!(err, "error: {error:#}");

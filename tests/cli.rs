@@ -172,12 +172,12 @@ fn a_mode_not_yet_built_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("glyphoxa.yaml"),
-        "workers: { addresses: [\"http://127.0.0.1:9\"] }\n",
+        "discord: { token: not-a-real-token }\n",
     )
     .unwrap();
-    let out = glyphoxa(&["--mode", "gateway"], &[("GLYPHOXA_ADMIN_KEY", "k")], dir.path());
+    let out = glyphoxa(&[], &[], dir.path());
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("gateway mode is not available in this build yet"));
+    assert!(text(&out.stderr).contains("full mode is not available in this build yet"));
     assert!(!text(&out.stderr).contains("panicked"));
 }
 
