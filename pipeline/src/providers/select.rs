@@ -1,6 +1,7 @@
 //! Building providers from configuration (`providers.stt|llm|tts`).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -11,6 +12,7 @@ use super::error::ProviderError;
 use super::espeak::EspeakTts;
 use super::http::{http_client, CallContext};
 use super::llm::LanguageModel;
+use super::local::{self, LocalLlm, LocalLlmConfig, LocalWhisper, LocalWhisperConfig};
 use super::metrics::{CallObserver, Stage};
 use super::openai::{self, OpenAiChat, OpenAiSpeech, OpenAiTranscription};
 use super::policy::CallPolicy;
@@ -164,19 +166,145 @@ fn openai_key(spec: &ProviderSpec, stage: &str) -> Result<Option<String>, Provid
     Ok(spec.key())
 }
 
-fn local_engine_unavailable(stage: &str) -> ProviderError {
-    ProviderError::Unavailable {
-        provider: "local",
-        message: format!(
-            "the local {stage} engine is not part of this build yet; configure providers.{stage} with a server (e.g. name: openai, base_url: http://localhost:8080/v1)"
-        ),
+/// The models directory for the local engines: `options.models_dir`, else
+/// the caller's, else `$GLYPHOXA_MODELS_DIR` or the user's data directory.
+fn models_dir(spec: &ProviderSpec, stage: &str, given: Option<&Path>) -> Result<PathBuf, ProviderError> {
+    if let Some(dir) = spec.string_option(stage, "models_dir")? {
+        return Ok(PathBuf::from(dir));
+    }
+    match given {
+        Some(dir) => Ok(dir.to_path_buf()),
+        None => local::models::default_dir().map_err(|e| local_error(e.into())),
     }
 }
 
-/// The speech-to-text provider for `spec` (`None` = the local engine).
+fn local_error(error: local::LocalEngineError) -> ProviderError {
+    error.into_provider("local")
+}
+
+fn count_option(spec: &ProviderSpec, stage: &str, key: &str, max: f64) -> Result<Option<usize>, ProviderError> {
+    match spec.number_option(stage, key, 1.0..=max)? {
+        Some(v) if v.fract() != 0.0 => Err(spec.error(format!(
+            "providers.{stage}.options.{key}: expected a whole number, found {v}"
+        ))),
+        Some(v) => Ok(Some(v as usize)),
+        None => Ok(None),
+    }
+}
+
+fn local_spec() -> ProviderSpec {
+    ProviderSpec {
+        name: "local".into(),
+        ..ProviderSpec::default()
+    }
+}
+
+/// The local Whisper engine for `spec` (`providers.stt` with `name: local`).
+fn local_stt(
+    spec: &ProviderSpec,
+    env: &ProviderEnv,
+    given: Option<&Path>,
+) -> Result<Arc<dyn SpeechToText>, ProviderError> {
+    spec.allow_options("stt", &["model_dir", "models_dir", "language", "workers"])?;
+    let language = spec.string_option("stt", "language")?.filter(|l| !l.trim().is_empty());
+    let workers = count_option(spec, "stt", "workers", 64.0)?;
+    let mut config = match spec.string_option("stt", "model_dir")? {
+        Some(dir) => LocalWhisperConfig::new(dir),
+        None => {
+            let english = language
+                .as_deref()
+                .is_none_or(|l| l.trim().to_ascii_lowercase().starts_with("en"));
+            let default = if english {
+                local::models::WHISPER_TINY_EN.id
+            } else {
+                local::models::WHISPER_BASE.id
+            };
+            let id = spec.model(default);
+            let package = local::models::find(&id)
+                .filter(|p| p.kind == local::models::ModelKind::SpeechToText)
+                .ok_or_else(|| spec.error(format!("providers.stt.model: {id:?} is not a local speech model (use whisper-tiny.en or whisper-base, or options.model_dir)")))?;
+            let dir = models_dir(spec, "stt", given)?;
+            LocalWhisperConfig::installed(&dir, package).map_err(local_error)?
+        }
+    };
+    config.language = language;
+    if let Some(workers) = workers {
+        config.workers = workers;
+    }
+    let engine = LocalWhisper::load(&config, env.policy.clone(), env.observer.clone()).map_err(local_error)?;
+    tracing::info!(model = %engine.describe(), "local speech recognition ready");
+    Ok(Arc::new(engine))
+}
+
+/// The local llama.cpp engine for `spec` (`providers.llm` with `name: local`).
+fn local_llm(
+    spec: &ProviderSpec,
+    env: &ProviderEnv,
+    given: Option<&Path>,
+) -> Result<Arc<dyn LanguageModel>, ProviderError> {
+    spec.allow_options(
+        "llm",
+        &[
+            "models_dir",
+            "context_size",
+            "threads",
+            "cache_slots",
+            "temperature",
+            "chat_template",
+        ],
+    )?;
+    let context_size = count_option(spec, "llm", "context_size", 1_048_576.0)?;
+    let threads = count_option(spec, "llm", "threads", 256.0)?;
+    let cache_slots = count_option(spec, "llm", "cache_slots", 64.0)?;
+    let temperature = spec.number_option("llm", "temperature", 0.0..=2.0)?;
+    let chat_template = spec.string_option("llm", "chat_template")?;
+    let model = spec.model(local::models::SMOLLM2_135M.id);
+    let mut config = if model.ends_with(".gguf") || model.contains(std::path::MAIN_SEPARATOR) {
+        LocalLlmConfig::new(&model)
+    } else {
+        let package = local::models::find(&model)
+            .filter(|p| p.kind == local::models::ModelKind::LanguageModel)
+            .ok_or_else(|| {
+                spec.error(format!(
+                    "providers.llm.model: {model:?} is neither a local model ({}) nor a path to a .gguf file",
+                    local::models::SMOLLM2_135M.id
+                ))
+            })?;
+        let dir = models_dir(spec, "llm", given)?;
+        LocalLlmConfig::installed(&dir, package).map_err(local_error)?
+    };
+    if let Some(n) = context_size {
+        config.context_size = u32::try_from(n).unwrap_or(u32::MAX);
+    }
+    if let Some(n) = threads {
+        config.threads = n;
+    }
+    if let Some(n) = cache_slots {
+        config.cache_slots = n;
+    }
+    if let Some(t) = temperature {
+        config.temperature = t as f32;
+    }
+    config.chat_template = chat_template;
+    let engine = LocalLlm::load(&config, env.policy.clone(), env.observer.clone()).map_err(local_error)?;
+    tracing::info!(model = %engine.describe(), "local language model ready");
+    Ok(Arc::new(engine))
+}
+
+/// The speech-to-text provider for `spec` (`None` = the local Whisper
+/// engine, with models from `$GLYPHOXA_MODELS_DIR` or the user's data directory).
 pub fn build_stt(spec: Option<&ProviderSpec>, env: &ProviderEnv) -> Result<Arc<dyn SpeechToText>, ProviderError> {
+    build_stt_with_models(spec, env, None)
+}
+
+/// [`build_stt`] with the local engine's models in `models_dir` (`None` = the default directory).
+pub fn build_stt_with_models(
+    spec: Option<&ProviderSpec>,
+    env: &ProviderEnv,
+    models_dir: Option<&Path>,
+) -> Result<Arc<dyn SpeechToText>, ProviderError> {
     let Some(spec) = spec else {
-        return Err(local_engine_unavailable("stt"));
+        return local_stt(&local_spec(), env, models_dir);
     };
     match spec.name.as_str() {
         "openai" => {
@@ -202,15 +330,25 @@ pub fn build_stt(spec: Option<&ProviderSpec>, env: &ProviderEnv) -> Result<Arc<d
                 env.observer.clone(),
             )?))
         }
-        "local" => Err(local_engine_unavailable("stt")),
+        "local" => local_stt(spec, env, models_dir),
         other => Err(spec.error(format!("unknown stt provider {other:?}: use local, openai or deepgram"))),
     }
 }
 
-/// The language model for `spec` (`None` = the local engine).
+/// The language model for `spec` (`None` = the local llama.cpp engine, with
+/// models from `$GLYPHOXA_MODELS_DIR` or the user's data directory).
 pub fn build_llm(spec: Option<&ProviderSpec>, env: &ProviderEnv) -> Result<Arc<dyn LanguageModel>, ProviderError> {
+    build_llm_with_models(spec, env, None)
+}
+
+/// [`build_llm`] with the local engine's models in `models_dir` (`None` = the default directory).
+pub fn build_llm_with_models(
+    spec: Option<&ProviderSpec>,
+    env: &ProviderEnv,
+    models_dir: Option<&Path>,
+) -> Result<Arc<dyn LanguageModel>, ProviderError> {
     let Some(spec) = spec else {
-        return Err(local_engine_unavailable("llm"));
+        return local_llm(&local_spec(), env, models_dir);
     };
     match spec.name.as_str() {
         "openai" => {
@@ -227,7 +365,7 @@ pub fn build_llm(spec: Option<&ProviderSpec>, env: &ProviderEnv) -> Result<Arc<d
             .with_usage(spec.bool_option("llm", "include_usage")?.unwrap_or(true));
             Ok(Arc::new(chat))
         }
-        "local" => Err(local_engine_unavailable("llm")),
+        "local" => local_llm(spec, env, models_dir),
         other => Err(spec.error(format!("unknown llm provider {other:?}: use local or openai"))),
     }
 }
@@ -371,8 +509,25 @@ mod tests {
     }
 
     #[test]
-    fn local_engines_say_they_are_not_built_yet() {
-        assert!(err(build_llm(None, &env())).contains("local llm engine is not part of this build yet"));
-        assert!(err(build_stt(Some(&spec("local")), &env())).contains("local stt engine"));
+    fn local_engines_without_models_name_the_install_command() {
+        let empty = tempfile::tempdir().unwrap();
+        let dir = Some(empty.path());
+        let llm = err(build_llm_with_models(None, &env(), dir));
+        assert!(llm.contains("smollm2-135m-instruct is not installed"), "{llm}");
+        assert!(llm.contains("glyphoxa models install"), "{llm}");
+        let stt = err(build_stt_with_models(Some(&spec("local")), &env(), dir));
+        assert!(stt.contains("whisper-tiny.en is not installed"), "{stt}");
+        let mut german = spec("local");
+        german.options.insert("language".into(), Value::from("de"));
+        assert!(err(build_stt_with_models(Some(&german), &env(), dir)).contains("whisper-base is not installed"));
+        let mut gguf = spec("local");
+        gguf.model = Some("/nowhere/model.gguf".into());
+        assert!(err(build_llm_with_models(Some(&gguf), &env(), dir)).contains("/nowhere/model.gguf does not exist"));
+        let mut bad = spec("local");
+        bad.options.insert("threads".into(), Value::from(1.5));
+        assert!(err(build_llm_with_models(Some(&bad), &env(), dir)).contains("whole number"));
+        bad.options.clear();
+        bad.model = Some("gpt-5".into());
+        assert!(err(build_llm_with_models(Some(&bad), &env(), dir)).contains("neither a local model"));
     }
 }
