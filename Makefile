@@ -1,9 +1,9 @@
-# Glyphoxa — the two commands are `make demo` (once the demo lands; see
-# README) and `make test`. CI runs `make test` through .ci/run.
+# Glyphoxa — the two commands are `make demo` (run it) and `make test`.
+# CI runs `make test` through .ci/run.
 
 CARGO ?= cargo
 
-.PHONY: setup test fmt clippy deps unit bench check-config
+.PHONY: setup test fmt clippy deps unit bench check-config demo
 
 setup:
 	bash scripts/setup.sh
@@ -22,6 +22,12 @@ unit:
 
 # What CI runs: system packages, formatting, lints, every test.
 test: setup fmt clippy deps unit
+
+# A generated tavern scene through the real runtime, offline (espeak-ng and
+# the offline models, installed when missing).
+demo:
+	bash scripts/setup.sh
+	$(CARGO) run --release -- demo
 
 bench:
 	$(CARGO) bench

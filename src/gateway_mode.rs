@@ -2,10 +2,17 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::Context;
-use glyphoxa_gateway::GatewaySettings;
+use futures_util::FutureExt;
+use glyphoxa_gateway::bots::RecordingBotManager;
+use glyphoxa_gateway::orchestrator::Orchestrator;
+use glyphoxa_gateway::workers::CircuitState;
+use glyphoxa_gateway::{Gateway, GatewaySettings};
 
 use crate::config::{Config, Mode};
+use crate::observability::{Check, Readiness};
 
 /// The gateway's settings from the configuration.
 pub fn settings(config: &Config) -> GatewaySettings {
@@ -20,7 +27,8 @@ pub fn settings(config: &Config) -> GatewaySettings {
     settings
 }
 
-/// Runs the gateway until SIGTERM or Ctrl-C.
+/// Runs the gateway until SIGTERM or Ctrl-C, with its health and metrics
+/// listener on `server.metrics_addr`.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let settings = settings(&config);
     tracing::info!(
@@ -30,11 +38,55 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         database = %config.storage.url.redacted(),
         "gateway starting"
     );
-    glyphoxa_gateway::run(settings, crate::worker_mode::shutdown_signal())
+    crate::observability::recorder()?;
+    let gateway = Gateway::start(settings, Arc::new(RecordingBotManager::new()))
         .await
-        .context("the gateway stopped with an error")?;
+        .context("the gateway cannot start")?;
+    let shutdown = crate::worker_mode::shutdown_signal().shared();
+    let (_, observability) = crate::observability::serve(
+        config.metrics_addr(Mode::Gateway).0,
+        readiness(Arc::clone(gateway.orchestrator())),
+        shutdown.clone(),
+    )
+    .await?;
+    let served = gateway.serve_until(shutdown).await;
+    let _ = observability.await;
+    served.context("the gateway stopped with an error")?;
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// The gateway is ready when its database answers and at least one worker
+/// answers with its circuit closed.
+pub fn readiness(orchestrator: Arc<Orchestrator>) -> Readiness {
+    Arc::new(move || {
+        let orchestrator = Arc::clone(&orchestrator);
+        Box::pin(async move {
+            let database = match orchestrator.store().ping().await {
+                Ok(()) => Check::ready("database", format!("{:?} answers", orchestrator.store().backend())),
+                Err(error) => Check::failing("database", error.to_string()),
+            };
+            let health = orchestrator.workers().health().await;
+            let healthy = health
+                .iter()
+                .filter(|worker| worker.error.is_none() && worker.circuit == CircuitState::Closed)
+                .count();
+            let detail = health
+                .iter()
+                .map(|worker| match &worker.error {
+                    None => format!("{}: {:?}", worker.address, worker.circuit),
+                    Some(error) => format!("{}: {error}", worker.address),
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            let workers = match (health.len(), healthy) {
+                (0, _) => Check::failing("workers", "no workers configured (workers.addresses or workers.dns)"),
+                (_, 0) => Check::failing("workers", format!("no worker answers: {detail}")),
+                (total, healthy) => Check::ready("workers", format!("{healthy} of {total} answer: {detail}")),
+            };
+            vec![database, workers]
+        })
+    })
 }
 
 /// Applies the database migrations and says what was done.

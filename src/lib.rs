@@ -5,7 +5,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod gateway_mode;
 pub mod logging;
+pub mod models;
+pub mod observability;
 pub mod replay;
 pub mod worker_mode;

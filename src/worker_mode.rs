@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures_util::FutureExt;
 use glyphoxa_pipeline::providers::{build_llm, build_stt, build_tts, CallPolicy, NoObserver, ProviderEnv};
 use glyphoxa_proto::v1::StartSessionRequest;
 use glyphoxa_proto::{ApiError, ClientConfig, GatewayApi, GrpcGatewayClient};
@@ -14,6 +15,7 @@ use glyphoxa_worker::transport::loopback::LoopbackTransport;
 use glyphoxa_worker::transport::VoiceTransport;
 
 use crate::config::{Config, Mode, TransportKind};
+use crate::observability::{Check, Readiness};
 
 /// The providers every session of this process shares, from `providers:`.
 pub fn providers(config: &Config) -> anyhow::Result<Providers> {
@@ -21,6 +23,19 @@ pub fn providers(config: &Config) -> anyhow::Result<Providers> {
         policy: CallPolicy::default(),
         observer: Arc::new(NoObserver),
     };
+    for (kind, entry) in config.provider_entries() {
+        if entry.is_none() {
+            let engine = match kind {
+                crate::config::ProviderKind::Stt => "Whisper speech recognition",
+                crate::config::ProviderKind::Llm => "llama.cpp language model",
+                crate::config::ProviderKind::Tts => "espeak-ng voice",
+            };
+            tracing::info!(
+                "providers.{} not configured: using the offline {engine} (no network, no API key)",
+                kind.key()
+            );
+        }
+    }
     let spec =
         |entry: &Option<crate::config::ProviderConfig>| entry.as_ref().map(crate::config::ProviderConfig::to_spec);
     Ok(Providers {
@@ -89,13 +104,38 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {address} (server.grpc_addr / GLYPHOXA_GRPC_ADDR)"))?;
     tracing::info!(%address, gateway = ?config.worker.gateway_addr.as_ref().map(ToString::to_string), "worker serving SessionWorkerService");
+    crate::observability::recorder()?;
+    let shutdown = shutdown_signal().shared();
+    let (_, observability) = crate::observability::serve(
+        config.metrics_addr(Mode::Worker).0,
+        readiness(&worker),
+        shutdown.clone(),
+    )
+    .await?;
     let api: Arc<dyn glyphoxa_proto::WorkerApi> = worker.clone();
-    glyphoxa_proto::server::serve_worker(api, listener, shutdown_signal())
-        .await
-        .context("the gRPC server failed")?;
+    let served = glyphoxa_proto::server::serve_worker(api, listener, shutdown).await;
     let stopped = worker.stop_all("worker shutting down").await;
+    let _ = observability.await;
+    served.context("the gRPC server failed")?;
     tracing::info!(stopped, "worker stopped");
     Ok(())
+}
+
+/// A worker is ready while it serves and has room for another session.
+fn readiness(worker: &Arc<Worker>) -> Readiness {
+    let worker = Arc::clone(worker);
+    Arc::new(move || {
+        let worker = Arc::clone(&worker);
+        Box::pin(async move {
+            let (active, capacity) = (worker.active_sessions().await, worker.capacity());
+            let detail = format!("{active} of {capacity} sessions");
+            vec![if active < capacity {
+                Check::ready("capacity", detail)
+            } else {
+                Check::failing("capacity", detail)
+            }]
+        })
+    })
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -492,6 +492,11 @@ fn free_port() -> u16 {
 
 /// A plain HTTP/1.1 GET; returns the status code.
 fn http_get(port: u16, path: &str, key: &str) -> Option<u16> {
+    http_response(port, path, key).map(|(status, _)| status)
+}
+
+/// Status and body of a GET request.
+fn http_response(port: u16, path: &str, key: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     // A server that stops answering fails the test instead of hanging it.
@@ -503,13 +508,15 @@ fn http_get(port: u16, path: &str, key: &str) -> Option<u16> {
     .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
-    response.split_whitespace().nth(1)?.parse().ok()
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body).to_string();
+    Some((status, body))
 }
 
 #[test]
 fn gateway_mode_serves_the_admin_api() {
     let dir = tempfile::tempdir().unwrap();
-    let (admin, grpc) = (free_port(), free_port());
+    let (admin, grpc, health) = (free_port(), free_port(), free_port());
     std::fs::write(
         dir.path().join("glyphoxa.yaml"),
         "workers: { addresses: [\"http://127.0.0.1:9\"] }\n",
@@ -525,6 +532,7 @@ fn gateway_mode_serves_the_admin_api() {
         )
         .env("GLYPHOXA_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
         .env("GLYPHOXA_GRPC_ADDR", format!("127.0.0.1:{grpc}"))
+        .env("GLYPHOXA_METRICS_ADDR", format!("127.0.0.1:{health}"))
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -541,6 +549,15 @@ fn gateway_mode_serves_the_admin_api() {
     // not stall the server (or its shutdown).
     assert_eq!(http_get(admin, "/api/v1/tenants", "wrong"), Some(403));
     assert_eq!(http_get(admin, "/api/v1/tenants", "test-admin-key"), Some(200));
+    // Health, readiness (the only worker is unreachable) and metrics.
+    assert_eq!(http_get(health, "/healthz", ""), Some(200));
+    let (status, body) = http_response(health, "/readyz", "").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains(r#""name":"database","ready":true"#), "{body}");
+    assert!(body.contains(r#""name":"workers","ready":false"#), "{body}");
+    let (status, body) = http_response(health, "/metrics", "").unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("glyphoxa_gateway_live_sessions"), "{body}");
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -568,4 +585,172 @@ fn gateway_mode_refuses_to_start_without_an_admin_key() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn models_list_shows_what_is_missing_and_how_to_install_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    let out = glyphoxa(
+        &["models", "list"],
+        &[("GLYPHOXA_MODELS_DIR", models.to_str().unwrap())],
+        dir.path(),
+    );
+    let listing = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{listing}");
+    for id in ["whisper-tiny.en", "smollm2-135m-instruct", "whisper-base"] {
+        let line = listing
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("{listing}"));
+        assert!(line.contains("not installed"), "{line}");
+    }
+    assert!(listing.contains("glyphoxa models install"), "{listing}");
+}
+
+#[test]
+fn models_commands_reject_unknown_and_damaged_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    let out = glyphoxa(
+        &["models", "install", "gpt-17", "--dir", models.to_str().unwrap()],
+        &[],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let err = text(&out.stderr);
+    assert!(err.contains("gpt-17") && err.contains("whisper-tiny.en"), "{err}");
+
+    // A truncated weights file is reported as damaged, never used.
+    let whisper = models.join("whisper-tiny.en");
+    std::fs::create_dir_all(&whisper).unwrap();
+    for file in ["model.bin", "config.json", "tokenizer.json"] {
+        std::fs::write(whisper.join(file), b"not a model").unwrap();
+    }
+    let out = glyphoxa(
+        &["models", "verify", "whisper-tiny.en", "--dir", models.to_str().unwrap()],
+        &[],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("model.bin"), "{}", text(&out.stderr));
+    let out = glyphoxa(&["models", "list", "--dir", models.to_str().unwrap()], &[], dir.path());
+    let listing = text(&out.stdout);
+    let line = listing.lines().find(|l| l.starts_with("whisper-tiny.en")).unwrap();
+    assert!(line.contains("DAMAGED"), "{line}");
+}
+
+/// The offline engines take both cores: their tests take turns.
+static OFFLINE_ENGINES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The default offline models' directory, when they are installed; CI
+/// (`GLYPHOXA_REQUIRE_MODELS=1`) fails instead of skipping without them.
+fn offline_models() -> Option<std::path::PathBuf> {
+    use glyphoxa_pipeline::providers::local::models;
+    let found = models::default_dir().and_then(|dir| {
+        models::defaults()
+            .into_iter()
+            .try_for_each(|package| models::check(&dir, package))
+            .map(|()| dir)
+    });
+    match found {
+        Ok(dir) => Some(dir),
+        Err(e) if std::env::var("GLYPHOXA_REQUIRE_MODELS").is_ok_and(|v| v == "1") => {
+            panic!("GLYPHOXA_REQUIRE_MODELS=1 but {e}")
+        }
+        Err(e) => {
+            println!("skipped: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn replay_runs_offline_with_the_local_engines_and_no_configuration() {
+    let Some(models) = offline_models() else { return };
+    let _turn = OFFLINE_ENGINES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = tempfile::tempdir().unwrap();
+    let (question, rate) = espeak("Grimble, what do you have on tap tonight?", dir.path());
+    let mut scene = vec![0; rate as usize / 2];
+    scene.extend(&question);
+    scene.extend(std::iter::repeat_n(0, rate as usize * 2));
+    write_wav(&dir.path().join("player.wav"), &scene, rate);
+    // No configuration at all: local Whisper, local llama.cpp, espeak-ng.
+    let out = glyphoxa(
+        &["replay", "player.wav", "--out", "npcs.wav", "--report", "report.json"],
+        &[("GLYPHOXA_MODELS_DIR", models.to_str().unwrap())],
+        dir.path(),
+    );
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("offline"),
+        "the zero-config engines are announced: {stderr}"
+    );
+    assert!(
+        !stderr.contains("llama.cpp::"),
+        "llama.cpp's loading chatter stays out of the log"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
+    let turn = &report["turns"][0];
+    let heard = turn["transcript"].as_str().unwrap().to_lowercase();
+    assert!(
+        heard.contains("what do you have") && heard.contains("tonight"),
+        "{turn}"
+    );
+    // Address detection finds Grimble even when Whisper mishears the name.
+    assert_eq!(turn["npc"], "Grimble", "{turn}");
+    assert_eq!(turn["outcome"], "spoke", "{turn}");
+    assert!(
+        turn["reply"].as_str().unwrap().split_whitespace().count() >= 2,
+        "{turn}"
+    );
+    let mut reader = hound::WavReader::open(dir.path().join("npcs.wav")).unwrap();
+    let loud = reader
+        .samples::<i16>()
+        .map(Result::unwrap)
+        .filter(|s| s.unsigned_abs() > 1000)
+        .count();
+    assert!(loud > 24_000, "the reply is audible ({loud} loud samples)");
+}
+
+#[test]
+fn demo_plays_the_generated_scene_offline() {
+    let Some(models) = offline_models() else { return };
+    let _turn = OFFLINE_ENGINES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = tempfile::tempdir().unwrap();
+    let out = glyphoxa(
+        &["demo", "--out", "scene"],
+        &[("GLYPHOXA_MODELS_DIR", models.to_str().unwrap())],
+        dir.path(),
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let scene = dir.path().join("scene");
+    for file in ["ana.wav", "bram.wav", "npcs.wav", "report.json"] {
+        assert!(scene.join(file).is_file(), "{file} missing");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(scene.join("report.json")).unwrap()).unwrap();
+    let turns = report["turns"].as_array().unwrap();
+    let answered = |speaker: &str, npc: &str| {
+        turns
+            .iter()
+            .any(|t| t["speaker"] == speaker && t["npc"] == npc && (t["outcome"] == "spoke" || t["outcome"] == "cut"))
+    };
+    assert!(answered("ana", "Grimble"), "{stdout}");
+    assert!(answered("bram", "Elara"), "{stdout}");
+    let mut reader = hound::WavReader::open(scene.join("npcs.wav")).unwrap();
+    let loud = reader
+        .samples::<i16>()
+        .map(Result::unwrap)
+        .filter(|s| s.unsigned_abs() > 1000)
+        .count();
+    assert!(loud > 96_000, "both NPCs are audible ({loud} loud samples)");
 }

@@ -3,8 +3,10 @@
 //! `../shared/voice-clips` when that folder exists), SmolLM2 through
 //! llama.cpp for streaming, stop sequences, budgets and cancellation.
 //!
-//! The models come from `scripts/models.sh` (run by `make setup`); a test
-//! whose model is not installed says so and passes without running.
+//! The models come from `scripts/models.sh` (run by `make setup`). A test
+//! whose model is not installed says so and passes without running, unless
+//! `GLYPHOXA_REQUIRE_MODELS=1` (set by CI), where a missing default model
+//! fails it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,17 +20,15 @@ use glyphoxa_pipeline::providers::*;
 
 // ---------------------------------------------------------------- helpers
 
-/// The models directory when `package` is installed there; otherwise prints why the test is skipped.
+/// The models directory when `package` is installed there; otherwise prints
+/// why the test is skipped (or fails, when CI requires the default models).
 fn installed(package: &'static ModelPackage) -> Option<PathBuf> {
-    let dir = match models::default_dir() {
-        Ok(dir) => dir,
-        Err(e) => {
-            println!("skipped: {e}");
-            return None;
+    let found = models::default_dir().and_then(|dir| models::check(&dir, package).map(|()| dir));
+    match found {
+        Ok(dir) => Some(dir),
+        Err(e) if package.default && std::env::var("GLYPHOXA_REQUIRE_MODELS").is_ok_and(|v| v == "1") => {
+            panic!("GLYPHOXA_REQUIRE_MODELS=1 but {e}")
         }
-    };
-    match models::check(&dir, package) {
-        Ok(()) => Some(dir),
         Err(e) => {
             println!("skipped: {e}");
             None

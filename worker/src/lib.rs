@@ -2,6 +2,7 @@
 //! session, voice transports (Discord, loopback) and the `SessionWorkerService`.
 
 pub mod convert;
+pub mod metrics;
 pub mod playback;
 pub mod replay;
 pub mod runtime;

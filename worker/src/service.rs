@@ -177,6 +177,11 @@ impl Worker {
         stopped
     }
 
+    /// How many sessions this worker takes (`worker.capacity`).
+    pub fn capacity(&self) -> usize {
+        self.settings.capacity
+    }
+
     /// Sessions currently running.
     pub async fn active_sessions(&self) -> usize {
         let sessions: Vec<Arc<Mutex<Session>>> = self.sessions.lock().await.values().cloned().collect();
@@ -199,13 +204,16 @@ impl Worker {
             let sequence = AtomicU64::new(0);
             let Some(gateway) = gateway else {
                 // Standalone: nobody persists events; drain them.
-                while events.recv().await.is_some() {}
+                while let Some(event) = events.recv().await {
+                    crate::metrics::record_event(&event);
+                }
                 return;
             };
             let (tx, rx) = mpsc::channel::<Result<v1::SessionEvent, ApiError>>(256);
             let id = session_id.clone();
             let sender = tokio::spawn(async move {
                 while let Some(event) = events.recv().await {
+                    crate::metrics::record_event(&event);
                     let seq = sequence.fetch_add(1, Ordering::Relaxed) + 1;
                     if tx
                         .send(Ok(convert::session_event(&id, seq, &event, &names)))
@@ -338,15 +346,19 @@ impl WorkerApi for Worker {
         let status = status_of(&request, v1::SessionState::Active, runtime.started_at_unix_ms());
         let forwarder = self.spawn_forwarder(request.session_id.clone(), roster, events);
         let heartbeat = self.spawn_heartbeat(request.session_id.clone());
-        self.sessions.lock().await.insert(
-            request.session_id.clone(),
-            Arc::new(Mutex::new(Session {
-                runtime: Some(runtime),
-                status: status.clone(),
-                forwarder,
-                heartbeat,
-            })),
-        );
+        {
+            let mut sessions = self.sessions.lock().await;
+            sessions.insert(
+                request.session_id.clone(),
+                Arc::new(Mutex::new(Session {
+                    runtime: Some(runtime),
+                    status: status.clone(),
+                    forwarder,
+                    heartbeat,
+                })),
+            );
+            crate::metrics::set_active_sessions(sessions.len());
+        }
         tracing::info!(session = %request.session_id, "session started");
         self.report_state(&request.session_id, v1::SessionState::Active, String::new())
             .await;
@@ -357,12 +369,12 @@ impl WorkerApi for Worker {
     }
 
     async fn stop_session(&self, request: v1::StopSessionRequest) -> Result<v1::StopSessionResponse, ApiError> {
-        let session = self
-            .sessions
-            .lock()
-            .await
-            .remove(&request.session_id)
-            .ok_or_else(|| ApiError::not_found(format!("no session {:?} on this worker", request.session_id)))?;
+        let session = {
+            let mut sessions = self.sessions.lock().await;
+            let removed = sessions.remove(&request.session_id);
+            crate::metrics::set_active_sessions(sessions.len());
+            removed.ok_or_else(|| ApiError::not_found(format!("no session {:?} on this worker", request.session_id)))?
+        };
         let mut session = session.lock().await;
         if let Some(heartbeat) = session.heartbeat.take() {
             heartbeat.abort();
