@@ -152,14 +152,24 @@ impl NpcAgent {
         messages
     }
 
-    /// Remembers an exchange with the reply as heard; a cut reply is marked
-    /// so the NPC knows it was interrupted.
+    /// The system prompt and history without a new utterance: what a
+    /// prompt cache can read before the NPC is spoken to.
+    pub fn known_messages(&self, context: &PromptContext<'_>) -> Vec<ChatMessage> {
+        let mut messages = self.messages(context, "", "");
+        messages.pop();
+        messages
+    }
+
+    /// Remembers an exchange with the reply as heard; a cut reply ends in a
+    /// dash, as interrupted speech is written. Nothing heard, nothing
+    /// remembered: a note in the NPC's own lines would be imitated by small
+    /// models instead of speech.
     pub fn commit(&mut self, speaker: &str, utterance: &str, heard: &str, cut: bool) {
-        let reply = match (heard.trim().is_empty(), cut) {
-            (true, true) => "(you were interrupted before you could answer)".to_string(),
-            (true, false) => return,
-            (false, true) => format!("{} (you were interrupted here)", heard.trim()),
-            (false, false) => heard.trim().to_string(),
+        let heard = heard.trim();
+        let reply = match (heard.is_empty(), cut) {
+            (true, _) => return,
+            (false, true) => format!("{heard}—"),
+            (false, false) => heard.to_string(),
         };
         self.history.push_back(Exchange {
             prompt: format!("{speaker}: {}", utterance.trim()),
@@ -231,6 +241,7 @@ mod tests {
         grimble.commit("Bob", "An ale!", "Three copper.", false);
         grimble.commit("Bob", "Tell me about the mine", "The mine? Well, it", true);
         grimble.commit("Bob", "hello?", "", false);
+        grimble.commit("Bob", "wait, what?", "", true);
         assert_eq!(grimble.history_len(), 2, "nothing heard, nothing committed");
         let context = PromptContext {
             campaign: &campaign.campaign,
@@ -243,7 +254,7 @@ mod tests {
         assert_eq!(messages.len(), 6);
         assert_eq!(messages[1].content, "Bob: An ale!");
         assert_eq!(messages[2].content, "Three copper.");
-        assert_eq!(messages[4].content, "The mine? Well, it (you were interrupted here)");
+        assert_eq!(messages[4].content, "The mine? Well, it—");
         assert_eq!(messages[5].content, "Alice: What's that noise?");
         for _ in 0..20 {
             grimble.commit("Bob", "again", "again", false);

@@ -19,6 +19,7 @@
 //! - muted NPCs never answer; muting cuts their speech and drops their queue.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -32,8 +33,8 @@ use crate::campaign::CampaignInfo;
 use crate::knowledge::{Knowledge, KnownEntity};
 use crate::npc::{NpcAgent, PromptContext, RecentLine};
 use crate::playback::{Playback, Priority};
-use crate::providers::{LanguageModel, SpeechToText, SttRequest, TextToSpeech};
-use crate::roster::{NpcId, Roster};
+use crate::providers::{ChatMessage, ChatRequest, LanguageModel, SpeechToText, SttRequest, TextToSpeech};
+use crate::roster::{Npc, NpcId, Roster};
 use crate::timing::{TurnOutcome, TurnResult, TurnTimings};
 use crate::transcript::{EntryKind, TranscriptEntry, TranscriptSink};
 use crate::turn::{run_turn, TurnEnd, TurnOutput, TurnPlan, TurnServices, TurnSource};
@@ -331,6 +332,7 @@ pub fn spawn_session(
         voicing_since: HashMap::new(),
         held: HashMap::new(),
         idle_waiters: Vec::new(),
+        quiet: Arc::new(AtomicBool::new(true)),
         stopping: None,
         self_tx: tx.clone(),
         events: events_tx,
@@ -411,6 +413,9 @@ struct Orchestrator {
     /// Per speaker: a transcribed segment waiting for the rest of the utterance.
     held: HashMap<String, HeldSegment>,
     idle_waiters: Vec<oneshot::Sender<()>>,
+    /// Nobody speaks and no utterance or turn is in progress: background
+    /// work (preparing prompts) may use the machine.
+    quiet: Arc<AtomicBool>,
     stopping: Option<oneshot::Sender<()>>,
     self_tx: mpsc::UnboundedSender<Input>,
     events: mpsc::UnboundedSender<SessionEvent>,
@@ -420,6 +425,7 @@ const RECENT_KEPT: usize = 40;
 
 impl Orchestrator {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>) {
+        self.prepare_prompts();
         while let Some(input) = rx.recv().await {
             match input {
                 Input::Speech(event) => self.on_speech(event),
@@ -452,6 +458,8 @@ impl Orchestrator {
                 Input::BargeIn { speaker, generation } => self.on_barge_in(&speaker, generation),
             }
             self.check_idle();
+            let quiet = self.is_idle() && self.voicing_since.is_empty() && self.utterances.is_empty();
+            self.quiet.store(quiet, Ordering::Relaxed);
             if self.stopping.is_some() && self.current.is_none() {
                 break;
             }
@@ -812,6 +820,75 @@ impl Orchestrator {
         }
     }
 
+    /// The prompt of `npc` for a turn answering `utterance` (speaker name and
+    /// text), or without it: the part of the prompt that is known ahead.
+    fn npc_messages(&self, npc: &Npc, utterance: Option<(&str, &str)>) -> Vec<ChatMessage> {
+        let text = utterance.map_or("", |(_, text)| text);
+        let context_text = format!(
+            "{} {}",
+            self.recent
+                .iter()
+                .rev()
+                .take(6)
+                .map(|l| l.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            text
+        );
+        let entities = self
+            .knowledge
+            .relevant(&npc.definition.name, &context_text, self.settings.knowledge_limit);
+        let others: Vec<&str> = self
+            .roster
+            .names()
+            .into_iter()
+            .filter(|n| *n != npc.definition.name)
+            .collect();
+        let recent: Vec<RecentLine> = self.recent.iter().cloned().collect();
+        let context = PromptContext {
+            campaign: &self.settings.campaign,
+            others: &others,
+            knowledge: &entities,
+            recent: &recent,
+            max_sentences: self.settings.max_sentences,
+        };
+        match (self.agents.get(&npc.id), utterance) {
+            (Some(agent), Some((speaker, text))) => agent.messages(&context, speaker, text),
+            (Some(agent), None) => agent.known_messages(&context),
+            (None, _) => Vec::new(),
+        }
+    }
+
+    /// Lets the language model read each NPC's prompt ahead of its first
+    /// turn (engines with a prompt cache answer sooner; others ignore it),
+    /// one at a time and only while the table is quiet, so that preparing
+    /// never delays a real turn by more than the prompt being read.
+    fn prepare_prompts(&self) {
+        let prompts: Vec<Vec<ChatMessage>> = self
+            .roster
+            .npcs()
+            .iter()
+            .map(|npc| self.npc_messages(npc, None))
+            .filter(|messages| !messages.is_empty())
+            .collect();
+        let llm = self.services.llm.clone();
+        let quiet = self.quiet.clone();
+        tokio::spawn(async move {
+            for messages in prompts {
+                while !quiet.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let request = ChatRequest {
+                    messages,
+                    ..ChatRequest::default()
+                };
+                if let Err(error) = llm.prepare(request).await {
+                    tracing::debug!(%error, "preparing an NPC prompt failed");
+                }
+            }
+        });
+    }
+
     fn start_turn(&mut self, request: TurnRequest) {
         self.next_turn += 1;
         let turn_id = self.next_turn;
@@ -821,38 +898,7 @@ impl Orchestrator {
         let source = match &request.fixed {
             Some(text) => TurnSource::Fixed(text.clone()),
             None => {
-                let context_text = format!(
-                    "{} {}",
-                    self.recent
-                        .iter()
-                        .rev()
-                        .take(6)
-                        .map(|l| l.text.as_str())
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                    request.text
-                );
-                let entities =
-                    self.knowledge
-                        .relevant(&npc.definition.name, &context_text, self.settings.knowledge_limit);
-                let others: Vec<&str> = self
-                    .roster
-                    .names()
-                    .into_iter()
-                    .filter(|n| *n != npc.definition.name)
-                    .collect();
-                let recent: Vec<RecentLine> = self.recent.iter().cloned().collect();
-                let context = PromptContext {
-                    campaign: &self.settings.campaign,
-                    others: &others,
-                    knowledge: &entities,
-                    recent: &recent,
-                    max_sentences: self.settings.max_sentences,
-                };
-                let messages = match self.agents.get(&npc.id) {
-                    Some(agent) => agent.messages(&context, &request.speaker_name, &request.text),
-                    None => Vec::new(),
-                };
+                let messages = self.npc_messages(&npc, Some((&request.speaker_name, &request.text)));
                 TurnSource::Llm {
                     messages,
                     max_tokens: self.settings.max_tokens,
@@ -865,7 +911,15 @@ impl Orchestrator {
             voice: npc.definition.voice.clone(),
             source,
             priority: Priority::Npc,
-            labels: self.roster.names().iter().map(|n| n.to_string()).collect(),
+            // Small models echo the chat's name labels ("Alice: …"): the
+            // NPCs' and the players' names are stripped from replies.
+            labels: self
+                .roster
+                .names()
+                .iter()
+                .map(|n| n.to_string())
+                .chain(self.speaker_names.values().cloned())
+                .collect(),
             max_sentences: if request.fixed.is_some() {
                 usize::MAX
             } else {

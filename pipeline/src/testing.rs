@@ -109,6 +109,7 @@ pub struct ScriptedLlm {
     first_token: Duration,
     per_token: Duration,
     requests: Mutex<Vec<ChatRequest>>,
+    prepared: Mutex<Vec<ChatRequest>>,
 }
 
 impl ScriptedLlm {
@@ -120,7 +121,13 @@ impl ScriptedLlm {
             first_token,
             per_token,
             requests: Mutex::new(Vec::new()),
+            prepared: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Every prompt handed to [`LanguageModel::prepare`] so far.
+    pub fn prepared(&self) -> Vec<ChatRequest> {
+        lock(&self.prepared).clone()
     }
 
     /// Queues another reply.
@@ -138,6 +145,11 @@ impl ScriptedLlm {
 impl LanguageModel for ScriptedLlm {
     fn name(&self) -> &'static str {
         "scripted"
+    }
+
+    async fn prepare(&self, request: ChatRequest) -> Result<(), ProviderError> {
+        lock(&self.prepared).push(request);
+        Ok(())
     }
 
     async fn chat(&self, request: ChatRequest) -> Result<LlmStream, ProviderError> {

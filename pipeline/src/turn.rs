@@ -6,7 +6,7 @@
 //! over, the mixer's report says how much was played, and only the text of
 //! that audio counts as said (a cut reply keeps the words actually heard).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -128,7 +128,8 @@ pub async fn run_turn(
 ) -> TurnOutput {
     let mut state = TurnState::default();
     let (sentence_tx, sentence_rx) = mpsc::channel::<(String, Instant)>(16);
-    let words = produce_sentences(&plan, services.llm.clone(), sentence_tx);
+    let first_token = Arc::new(OnceLock::new());
+    let words = produce_sentences(&plan, services.llm.clone(), sentence_tx, first_token.clone());
     let speech = speak(&plan, &services, sentence_rx, &mut state, on_audible);
     let deadline = plan.deadline;
     let timed_out = async move {
@@ -147,10 +148,7 @@ pub async fn run_turn(
         }
         (words, spoken) = async { tokio::join!(words, speech) } => {
             match (words, spoken) {
-                (Ok(times), Ok(())) => {
-                    state.times.llm_first_token = times.0;
-                    Ok(())
-                }
+                (Ok(()), Ok(())) => Ok(()),
                 (Err(error), _) | (_, Err(error)) => {
                     state.error = Some(error);
                     Err(TurnEnd::Failed)
@@ -161,6 +159,7 @@ pub async fn run_turn(
     if timeout_error.is_some() {
         state.error = timeout_error;
     }
+    state.times.llm_first_token = first_token.get().copied();
     state.finish(outcome).await
 }
 
@@ -236,12 +235,17 @@ fn heard_text(spans: &[Span], report: LineReport) -> String {
     heard.join(" ")
 }
 
-/// Produces the turn's sentences; returns the first token's time.
+/// How much of an unspeakable reply its error shows.
+const RAW_REPLY_SHOWN: usize = 120;
+
+/// Produces the turn's sentences; stamps the first token's time into
+/// `first_token` as soon as it arrives, so a cut or failed turn keeps it too.
 async fn produce_sentences(
     plan: &TurnPlan,
     llm: Arc<dyn LanguageModel>,
     sentences: mpsc::Sender<(String, Instant)>,
-) -> Result<(Option<Instant>,), String> {
+    first_token: Arc<OnceLock<Instant>>,
+) -> Result<(), String> {
     let max = plan.max_sentences.max(1);
     match &plan.source {
         TurnSource::Fixed(text) => {
@@ -250,7 +254,7 @@ async fn produce_sentences(
                     break;
                 }
             }
-            Ok((None,))
+            Ok(())
         }
         TurnSource::Llm { messages, max_tokens } => {
             let request = ChatRequest {
@@ -262,20 +266,24 @@ async fn produce_sentences(
             let labels: Vec<&str> = plan.labels.iter().map(String::as_str).collect();
             let mut splitter = SentenceSplitter::new(&labels);
             let mut stream = llm.chat(request).await.map_err(|e| e.to_string())?;
-            let mut first_token = None;
             let mut sent = 0;
+            // The start of the raw reply, to say what was unspeakable about it.
+            let mut raw = String::new();
             while let Some(event) = stream.next().await {
                 match event.map_err(|e| e.to_string())? {
                     LlmEvent::Text(text) => {
-                        first_token.get_or_insert_with(Instant::now);
+                        let _ = first_token.set(Instant::now());
+                        if raw.len() < RAW_REPLY_SHOWN {
+                            raw.push_str(&text);
+                        }
                         for sentence in splitter.push(&text) {
                             if sentences.send((sentence, Instant::now())).await.is_err() {
-                                return Ok((first_token,));
+                                return Ok(());
                             }
                             sent += 1;
                             if sent >= max {
                                 // The reply budget is spent: stop the model.
-                                return Ok((first_token,));
+                                return Ok(());
                             }
                         }
                     }
@@ -283,10 +291,17 @@ async fn produce_sentences(
                     LlmEvent::ToolCall(_) | LlmEvent::Usage(_) => {}
                 }
             }
-            if let Some(rest) = splitter.finish() {
-                let _ = sentences.send((rest, Instant::now())).await;
+            match splitter.finish() {
+                Some(rest) => {
+                    let _ = sentences.send((rest, Instant::now())).await;
+                }
+                None if sent == 0 => {
+                    let shown: String = raw.trim().chars().take(RAW_REPLY_SHOWN).collect();
+                    return Err(format!("the reply had no speakable text (the model wrote {shown:?})"));
+                }
+                None => {}
             }
-            Ok((first_token,))
+            Ok(())
         }
     }
 }

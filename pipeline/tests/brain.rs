@@ -194,6 +194,82 @@ async fn reply_streams_sentence_by_sentence_and_commits_what_was_heard() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn each_npcs_prompt_is_prepared_when_the_session_starts() {
+    let mut h = harness(Duration::from_millis(100));
+    h.turns().await;
+    let prepared = h.llm.prepared();
+    assert_eq!(prepared.len(), 3, "one per NPC of the example campaign");
+    for (request, name) in prepared.iter().zip(["Grimble", "Elara", "Chronicler"]) {
+        assert_eq!(request.messages.len(), 1, "the system prompt alone");
+        assert!(request.messages[0].content.contains(&format!("You are {name}")));
+    }
+    // A turn's prompt starts with the prepared system prompt's persona part.
+    h.llm.push(answer("Ale."));
+    h.say("alice", "Grimble, what do you have on tap?", 1000).await;
+    h.turns().await;
+    let asked = &h.llm.requests()[0].messages[0].content;
+    let persona = prepared[0].messages[0].content.lines().next().unwrap();
+    assert!(asked.starts_with(persona), "{asked}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn prompts_are_not_prepared_while_a_player_speaks() {
+    let mut h = harness(Duration::from_millis(100));
+    h.session
+        .speech(SpeechInput::Started {
+            speaker: "alice".into(),
+            at: Instant::now(),
+        })
+        .unwrap();
+    sleep(Duration::from_millis(800)).await;
+    assert!(h.llm.prepared().is_empty(), "prepared while Alice spoke");
+    h.session
+        .speech(SpeechInput::VoicingStopped {
+            speaker: "alice".into(),
+            at: Instant::now(),
+        })
+        .unwrap();
+    h.stt.push(answer("mhm"));
+    h.session
+        .speech(SpeechInput::Ended {
+            speaker: "alice".into(),
+            audio: vec![0; 16_000],
+            voice_start: Instant::now() - Duration::from_millis(800),
+            voice_end: Instant::now(),
+            decided_at: Instant::now(),
+        })
+        .unwrap();
+    h.turns().await;
+    sleep(Duration::from_millis(500)).await;
+    assert_eq!(h.llm.prepared().len(), 3, "prepared once the table was quiet");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reply_of_stage_directions_only_fails_and_says_what_the_model_wrote() {
+    let mut h = harness(Duration::from_millis(100));
+    h.llm.push(answer("*nods silently*"));
+    h.say("alice", "Grimble, what do you have on tap?", 1000).await;
+    let turns = h.turns().await;
+    assert_eq!(turns[0].outcome, TurnOutcome::Failed);
+    let error = turns[0].error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("no speakable text") && error.contains("*nods silently*"),
+        "{error}"
+    );
+    assert!(h.tts.requests().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_players_name_label_echoed_by_the_model_is_not_spoken() {
+    let mut h = harness(Duration::from_millis(100));
+    h.llm.push(answer("Bob: Ale is three copper."));
+    h.say("alice", "Grimble, what do you have on tap?", 1000).await;
+    let turns = h.turns().await;
+    assert_eq!(turns[0].reply_heard, "Ale is three copper.");
+    assert_eq!(h.tts.requests()[0].text, "Ale is three copper.");
+}
+
+#[tokio::test(start_paused = true)]
 async fn barge_in_after_the_confirm_window_cuts_and_commits_only_the_heard_text() {
     let mut h = harness(Duration::from_millis(100));
     let reply =
@@ -212,6 +288,9 @@ async fn barge_in_after_the_confirm_window_cuts_and_commits_only_the_heard_text(
     let cut = &turns[0];
     assert_eq!(cut.outcome, TurnOutcome::Cut);
     assert!(!cut.reply_heard.is_empty());
+    // A cut turn keeps every stage it reached, the model's first token too.
+    let t = cut.timings;
+    assert!(t.llm_first_token.is_some() && t.first_frame.is_some(), "{t:?}");
     assert!(
         reply.starts_with(&cut.reply_heard) && cut.reply_heard.len() < reply.len(),
         "{:?}",
@@ -247,7 +326,7 @@ async fn barge_in_after_the_confirm_window_cuts_and_commits_only_the_heard_text(
     let second_prompt = &h.llm.requests()[1].messages;
     assert!(second_prompt
         .iter()
-        .any(|m| m.content.ends_with("(you were interrupted here)")));
+        .any(|m| m.role == Role::Assistant && m.content.ends_with('—')));
     assert_eq!(
         turns[1].outcome,
         TurnOutcome::Spoke,

@@ -679,6 +679,23 @@ async fn a_conversation_reuses_its_evaluated_prompt() {
     assert!(reused >= 30, "reused {reused} of {prompt}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_prompt_is_not_read_again_by_the_first_turn() {
+    let Some(dir) = installed(&SMOLLM2_135M) else { return };
+    let model = llm(&dir, &Arc::new(CallLog::default()), 5);
+    let request = npc_request("What do you serve for breakfast?", 30);
+    let mut system_only = request.clone();
+    system_only.messages.truncate(1);
+    model.prepare(system_only).await.unwrap();
+    let before = model.counters();
+    reply(&model, request).await;
+    let after = model.counters();
+    let reused = after.reused_tokens - before.reused_tokens;
+    let prompt = after.prompt_tokens - before.prompt_tokens;
+    // The whole system prompt came from the cache; only the question was read.
+    assert!(reused >= 25 && prompt - reused <= 25, "reused {reused} of {prompt}");
+}
+
 #[tokio::test]
 async fn build_llm_and_stt_default_to_the_local_engines() {
     let (Some(dir), Some(_)) = (installed(&SMOLLM2_135M), installed(&WHISPER_TINY_EN)) else {

@@ -156,4 +156,13 @@ pub trait LanguageModel: Send + Sync {
 
     /// Starts generating a reply; resolves once the provider has accepted the request.
     async fn chat(&self, request: ChatRequest) -> Result<LlmStream, ProviderError>;
+
+    /// Reads `request`'s prompt ahead of time so that a later request
+    /// starting with the same messages answers sooner. Only engines with a
+    /// prompt cache of their own do anything (the local llama.cpp engine);
+    /// remote providers are never called for it.
+    async fn prepare(&self, request: ChatRequest) -> Result<(), ProviderError> {
+        let _ = request;
+        Ok(())
+    }
 }

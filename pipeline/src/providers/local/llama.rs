@@ -790,6 +790,16 @@ impl LanguageModel for LocalLlm {
         PROVIDER
     }
 
+    /// Evaluates the prompt into a KV cache slot (one token is sampled and dropped).
+    async fn prepare(&self, mut request: ChatRequest) -> Result<(), ProviderError> {
+        request.max_tokens = Some(1);
+        let mut stream = self.chat(request).await?;
+        while let Some(event) = futures_util::StreamExt::next(&mut stream).await {
+            event?;
+        }
+        Ok(())
+    }
+
     async fn chat(&self, request: ChatRequest) -> Result<LlmStream, ProviderError> {
         let mut meter = CallMeter::start(self.observer.clone(), PROVIDER, Stage::Llm);
         meter.attempt(1);
