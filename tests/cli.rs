@@ -30,6 +30,19 @@ fn exit_within(mut child: std::process::Child, limit: std::time::Duration) -> Ou
     child.wait_with_output().unwrap()
 }
 
+/// Sends SIGTERM and expects a clean exit within 40 s; returns what the process logged.
+fn terminate(child: std::process::Child) -> String {
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = exit_within(child, std::time::Duration::from_secs(40));
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    stderr
+}
+
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -344,14 +357,7 @@ fn worker_mode_serves_grpc_and_stops_on_sigterm() {
     let status = status.expect("the worker answered GetStatus");
     assert_eq!(status.worker_id, "test-worker");
     assert_eq!(status.load.unwrap().capacity, 3);
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let out = exit_within(child, std::time::Duration::from_secs(40));
-    let stderr = text(&out.stderr);
-    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    let stderr = terminate(child);
     assert!(stderr.contains("worker stopped"), "{stderr}");
 }
 
@@ -558,14 +564,7 @@ fn gateway_mode_serves_the_admin_api() {
     let (status, body) = http_response(health, "/metrics", "").unwrap();
     assert_eq!(status, 200);
     assert!(body.contains("glyphoxa_gateway_live_sessions"), "{body}");
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let out = exit_within(child, std::time::Duration::from_secs(40));
-    let stderr = text(&out.stderr);
-    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    let stderr = terminate(child);
     assert!(stderr.contains("wrong admin key"), "{stderr}");
     assert!(stderr.contains("gateway stopped"), "{stderr}");
 }
@@ -667,10 +666,10 @@ fn offline_models() -> Option<std::path::PathBuf> {
 
 #[test]
 fn replay_runs_offline_with_the_local_engines_and_no_configuration() {
-    let Some(models) = offline_models() else { return };
     let _turn = OFFLINE_ENGINES
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(models) = offline_models() else { return };
     let dir = tempfile::tempdir().unwrap();
     let (question, rate) = espeak("Grimble, what do you have on tap tonight?", dir.path());
     let mut scene = vec![0; rate as usize / 2];
@@ -720,10 +719,10 @@ fn replay_runs_offline_with_the_local_engines_and_no_configuration() {
 
 #[test]
 fn demo_plays_the_generated_scene_offline() {
-    let Some(models) = offline_models() else { return };
     let _turn = OFFLINE_ENGINES
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(models) = offline_models() else { return };
     let dir = tempfile::tempdir().unwrap();
     let out = glyphoxa(
         &["demo", "--out", "scene"],
