@@ -155,7 +155,7 @@ pub async fn generate_scene(scene: &[SceneLine], dir: &Path) -> anyhow::Result<V
     for ((name, _), mut track) in PLAYERS.iter().zip(tracks) {
         track.resize(length, 0);
         let path = dir.join(format!("{name}.wav"));
-        write_wav(&path, &track, rate)?;
+        glyphoxa_audio::wav::write_wav_file(&path, &track, rate, 1)?;
         paths.push(path);
     }
     Ok(paths)
@@ -188,23 +188,6 @@ async fn speak(espeak: &EspeakTts, text: &str, voice: &str) -> anyhow::Result<(V
         anyhow::bail!("espeak-ng produced no audio for {text:?}");
     }
     Ok((samples, rate))
-}
-
-fn write_wav(path: &Path, samples: &[i16], rate: u32) -> anyhow::Result<()> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: rate,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let write = || -> Result<(), hound::Error> {
-        let mut writer = hound::WavWriter::create(path, spec)?;
-        for &sample in samples {
-            writer.write_sample(sample)?;
-        }
-        writer.finalize()
-    };
-    write().with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

@@ -272,9 +272,41 @@ pub fn read_wav_file(path: &Path) -> Result<WavAudio, AudioError> {
     read_wav(io::BufReader::new(file))
 }
 
+/// Writes 16-bit PCM (interleaved when `channels` > 1) as a WAV file.
+pub fn write_wav_file(path: &Path, samples: &[i16], sample_rate: u32, channels: u16) -> Result<(), AudioError> {
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let io = |e: hound::Error| AudioError::WavFormat(format!("writing {}: {e}", path.display()));
+    let mut writer = hound::WavWriter::create(path, spec).map_err(io)?;
+    let mut pcm = writer.get_i16_writer(samples.len() as u32);
+    for &sample in samples {
+        pcm.write_sample(sample);
+    }
+    pcm.flush().map_err(io)?;
+    writer.finalize().map_err(io)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn written_files_read_back_unchanged() {
+        let dir = std::env::temp_dir().join(format!("glyphoxa-wav-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("stereo.wav");
+        let samples: Vec<i16> = (0..960).map(|i| (i * 31 % 2000 - 1000) as i16).collect();
+        write_wav_file(&path, &samples, 48_000, 2).unwrap();
+        let audio = read_wav_file(&path).unwrap();
+        assert_eq!((audio.sample_rate, audio.channels, audio.frames()), (48_000, 2, 480));
+        let missing = write_wav_file(&dir.join("no/such/dir.wav"), &samples, 48_000, 2).unwrap_err();
+        assert!(missing.to_string().contains("no/such/dir.wav"), "{missing}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     fn wav(fmt: &[u8], extra: &[u8], data: &[u8], data_len: u32) -> Vec<u8> {
         let mut v = b"RIFF\0\0\0\0WAVE".to_vec();

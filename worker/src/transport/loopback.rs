@@ -61,20 +61,8 @@ impl LoopbackOutput {
 
     /// Writes the output as a 16-bit 48 kHz stereo WAV file.
     pub fn write_wav(&self, path: &Path) -> Result<(), TransportError> {
-        let spec = hound::WavSpec {
-            channels: OUTPUT_CHANNELS as u16,
-            sample_rate: OUTPUT_SAMPLE_RATE,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
-        let io = |e: hound::Error| TransportError::Io(format!("{}: {e}", path.display()));
-        let mut writer = hound::WavWriter::create(path, spec).map_err(io)?;
-        let mut samples = writer.get_i16_writer(self.samples.len() as u32);
-        for &sample in &self.samples {
-            samples.write_sample(sample);
-        }
-        samples.flush().map_err(io)?;
-        writer.finalize().map_err(io)
+        glyphoxa_audio::wav::write_wav_file(path, &self.samples, OUTPUT_SAMPLE_RATE, OUTPUT_CHANNELS as u16)
+            .map_err(|e| TransportError::Io(e.to_string()))
     }
 }
 
