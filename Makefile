@@ -31,6 +31,7 @@ demo:
 
 bench:
 	$(CARGO) bench
+	$(CARGO) bench -p glyphoxa-gateway --bench commands
 
 check-config:
 	$(CARGO) run --quiet -- check-config --config examples/glyphoxa.yaml

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use futures_util::FutureExt;
-use glyphoxa_gateway::bots::RecordingBotManager;
+use glyphoxa_gateway::commands::RecapEngines;
 use glyphoxa_gateway::orchestrator::Orchestrator;
 use glyphoxa_gateway::workers::CircuitState;
 use glyphoxa_gateway::{Gateway, GatewaySettings};
+use glyphoxa_pipeline::providers::{build_llm, build_tts, CallPolicy, NoObserver, ProviderEnv};
 
 use crate::config::{Config, Mode};
 use crate::observability::{Check, Readiness};
@@ -24,7 +25,34 @@ pub fn settings(config: &Config) -> GatewaySettings {
     settings.workers.addresses = config.workers.addresses.iter().map(ToString::to_string).collect();
     settings.workers.dns = config.workers.dns.as_ref().map(ToString::to_string);
     settings.workers.call_timeout = Duration::from_millis(u64::from(config.workers.call_timeout_ms.get()));
+    settings.discord.api_url = config.discord.api_url.as_ref().map(ToString::to_string);
     settings
+}
+
+/// The engines of `/session recap` and `/session voice-recap`: the
+/// configured language model summarises (none configured: recaps show the
+/// transcript, so the gateway never loads a local model), the configured
+/// text to speech narrates (espeak-ng by default).
+pub fn recap_engines(config: &Config) -> anyhow::Result<RecapEngines> {
+    let env = ProviderEnv {
+        policy: CallPolicy::default(),
+        observer: Arc::new(NoObserver),
+    };
+    let summarizer = match &config.providers.llm {
+        Some(llm) => Some(build_llm(Some(&llm.to_spec()), &env).context("language model (providers.llm)")?),
+        None => None,
+    };
+    let tts = config
+        .providers
+        .tts
+        .as_ref()
+        .map(crate::config::ProviderConfig::to_spec);
+    let narrator = build_tts(tts.as_ref(), &env).context("text to speech (providers.tts)")?;
+    Ok(RecapEngines {
+        summarizer,
+        narrator: Some(narrator),
+        narrator_voice: String::new(),
+    })
 }
 
 /// Runs the gateway until SIGTERM or Ctrl-C, with its health and metrics
@@ -39,7 +67,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "gateway starting"
     );
     crate::observability::recorder()?;
-    let gateway = Gateway::start(settings, Arc::new(RecordingBotManager::new()))
+    let recaps = recap_engines(&config)?;
+    let gateway = Gateway::start_with_discord(settings, recaps)
         .await
         .context("the gateway cannot start")?;
     let shutdown = crate::worker_mode::shutdown_signal().shared();

@@ -11,13 +11,17 @@
 //! - [`gateway_api`]: the gateway's `GatewayApi` (worker reports).
 //! - [`admin`]: the admin REST API; [`bots`]: the tenant-bot interface it
 //!   drives.
+//! - [`commands`]: the slash-command model, router, permission check and
+//!   handlers (no Discord types); [`discord`]: the bots that carry them.
 //! - [`server`]: [`run`], the entry point of `glyphoxa --mode gateway`.
 
 #![warn(missing_docs)]
 
 pub mod admin;
 pub mod bots;
+pub mod commands;
 pub mod crypto;
+pub mod discord;
 pub mod gateway_api;
 pub mod ids;
 pub mod orchestrator;

@@ -1,7 +1,7 @@
 //! `glyphoxa --mode gateway`: the admin API, the `SessionGatewayService`
-//! gRPC server and the session cleanup loop over one store, with graceful
-//! shutdown. The binary owns configuration, logging and metrics export and
-//! hands plain [`GatewaySettings`] to [`run`].
+//! gRPC server, the session cleanup loop and the tenants' Discord bots over
+//! one store, with graceful shutdown. The binary owns configuration, logging
+//! and metrics export and hands plain [`GatewaySettings`] to [`run`].
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,7 +13,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminError, AdminSettings, AdminState};
-use crate::bots::{BotManager, RecordingBotManager};
+use crate::bots::BotManager;
+use crate::commands::RecapEngines;
+use crate::discord::{DiscordSettings, HttpAttachments, SerenityBots};
 use crate::gateway_api::GatewayHandler;
 use crate::orchestrator::{Orchestrator, OrchestratorSettings};
 use crate::store::{Store, StoreError, StoreSettings};
@@ -36,6 +38,8 @@ pub struct GatewaySettings {
     pub orchestrator: OrchestratorSettings,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// How the tenants' bots reach Discord (`GLYPHOXA_DISCORD_API_URL`).
+    pub discord: DiscordSettings,
 }
 
 impl GatewaySettings {
@@ -50,6 +54,7 @@ impl GatewaySettings {
             workers: WorkerPoolSettings::default(),
             orchestrator: OrchestratorSettings::default(),
             shutdown_grace: Duration::from_secs(10),
+            discord: DiscordSettings::default(),
         }
     }
 }
@@ -76,6 +81,9 @@ pub enum GatewayError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// The Discord bots cannot be set up.
+    #[error("Discord bots: {0}")]
+    Discord(String),
     /// A server failed while running.
     #[error("the {what} failed: {message}")]
     Serve {
@@ -88,6 +96,14 @@ pub enum GatewayError {
 
 type Task = JoinHandle<Result<(), GatewayError>>;
 
+/// Where the gateway's bot manager comes from.
+enum BotSource {
+    /// Given by the caller (tests, builds without Discord).
+    Given(Arc<dyn BotManager>),
+    /// One serenity bot per tenant, built over the gateway's orchestrator.
+    Discord(RecapEngines),
+}
+
 /// A running gateway: see [`Gateway::start`].
 pub struct Gateway {
     admin_addr: SocketAddr,
@@ -96,6 +112,7 @@ pub struct Gateway {
     stop: watch::Sender<bool>,
     tasks: Vec<(&'static str, Task)>,
     grace: Duration,
+    discord: Option<Arc<SerenityBots>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -126,10 +143,51 @@ impl Gateway {
         bots: Arc<dyn BotManager>,
         workers: Arc<dyn WorkerClient>,
     ) -> Result<Self, GatewayError> {
+        Self::start_inner(settings, workers, BotSource::Given(bots)).await
+    }
+
+    /// [`Gateway::start`] with the tenants' real Discord bots (serenity,
+    /// through `settings.discord`), making recaps with `recaps`.
+    pub async fn start_with_discord(settings: GatewaySettings, recaps: RecapEngines) -> Result<Self, GatewayError> {
+        let workers: Arc<dyn WorkerClient> = Arc::new(GrpcWorkerPool::new(settings.workers.clone())?);
+        Self::start_inner(settings, workers, BotSource::Discord(recaps)).await
+    }
+
+    /// [`Gateway::start_with_discord`] with a given worker client.
+    pub async fn start_with_discord_workers(
+        settings: GatewaySettings,
+        workers: Arc<dyn WorkerClient>,
+        recaps: RecapEngines,
+    ) -> Result<Self, GatewayError> {
+        Self::start_inner(settings, workers, BotSource::Discord(recaps)).await
+    }
+
+    async fn start_inner(
+        settings: GatewaySettings,
+        workers: Arc<dyn WorkerClient>,
+        bots: BotSource,
+    ) -> Result<Self, GatewayError> {
         // Refuse to start without an admin key before touching anything.
         crate::crypto::AdminKey::new(&settings.admin.admin_key).map_err(AdminError::from)?;
         let store = Store::connect(&settings.store).await?;
         let orchestrator = Arc::new(Orchestrator::new(store, workers, settings.orchestrator));
+        let (bots, discord) = match bots {
+            BotSource::Given(bots) => (bots, None),
+            BotSource::Discord(recaps) => {
+                let files = HttpAttachments::new(crate::discord::attachments::DEFAULT_DOWNLOAD_TIMEOUT)
+                    .map_err(GatewayError::Discord)?;
+                let discord = Arc::new(
+                    SerenityBots::new(
+                        settings.discord.clone(),
+                        Arc::clone(&orchestrator),
+                        Arc::new(files),
+                        recaps,
+                    )
+                    .map_err(GatewayError::Discord)?,
+                );
+                (Arc::clone(&discord) as Arc<dyn BotManager>, Some(discord))
+            }
+        };
         let state = AdminState::new(&settings.admin, Arc::clone(&orchestrator), Arc::clone(&bots))?;
         let admin_listener = TcpListener::bind(settings.admin_addr)
             .await
@@ -196,6 +254,7 @@ impl Gateway {
             stop,
             tasks,
             grace: settings.shutdown_grace,
+            discord,
         })
     }
 
@@ -230,9 +289,13 @@ impl Gateway {
     }
 
     /// Stops accepting requests, lets in-flight ones finish (up to the
-    /// grace period), stops the cleanup loop and closes the store.
+    /// grace period), stops the cleanup loop, closes the Discord bots
+    /// (their commands stay registered) and closes the store.
     pub async fn shutdown(self) -> Result<(), GatewayError> {
         let _ = self.stop.send(true);
+        if let Some(discord) = &self.discord {
+            discord.shutdown(self.grace).await;
+        }
         let mut result = Ok(());
         for (what, task) in self.tasks {
             match tokio::time::timeout(self.grace, task).await {
@@ -274,11 +337,14 @@ async fn first_exit(tasks: &mut [(&'static str, Task)]) -> Result<(), GatewayErr
 }
 
 /// Runs gateway mode until `shutdown` completes: the entry point of
-/// `glyphoxa --mode gateway`. Tenant bots are managed by a
-/// [`RecordingBotManager`] until the Discord integration provides one (see
-/// [`run_with_bots`]).
+/// `glyphoxa --mode gateway`, with one Discord bot per tenant that has a
+/// token (see [`Gateway::start_with_discord`]; [`run_with_bots`] takes
+/// another bot manager).
 pub async fn run(settings: GatewaySettings, shutdown: impl Future<Output = ()>) -> Result<(), GatewayError> {
-    run_with_bots(settings, Arc::new(RecordingBotManager::new()), shutdown).await
+    Gateway::start_with_discord(settings, RecapEngines::default())
+        .await?
+        .serve_until(shutdown)
+        .await
 }
 
 /// [`run`] with the given bot manager.

@@ -1,0 +1,952 @@
+//! The tenants' Discord bots end to end (issue 8): serenity bots managed by
+//! `SerenityBots`, driven through the admin API, talking to the loopback
+//! fake Discord (REST + gateway WebSocket); sessions on the in-memory fake
+//! worker. Assertions are on what the fake Discord recorded: the real
+//! payloads the bots sent.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use base64::Engine as _;
+use common::{did, tid, TestDb};
+use glyphoxa_gateway::admin::{self, AdminSettings, AdminState};
+use glyphoxa_gateway::bots::{BotManager, BotSpec, BotState};
+use glyphoxa_gateway::commands::definitions::command_set;
+use glyphoxa_gateway::commands::RecapEngines;
+use glyphoxa_gateway::crypto::BotToken;
+use glyphoxa_gateway::discord::fake::fixtures::DEFAULT_USER_ID;
+use glyphoxa_gateway::discord::fake::{
+    BotFixture, FakeDiscord, FakeState, GuildFixture, InteractionFixture, InteractionReply, OptionFixture, ReplyKind,
+};
+use glyphoxa_gateway::discord::{Backoff, DiscordSettings, HttpAttachments, SerenityBots};
+use glyphoxa_gateway::orchestrator::{Orchestrator, OrchestratorSettings};
+use glyphoxa_gateway::store::SessionState;
+use glyphoxa_gateway::workers::fake::FakeWorker;
+use glyphoxa_gateway::workers::{InProcessWorkerClient, WorkerClient};
+use glyphoxa_gateway::{Gateway, GatewaySettings};
+use glyphoxa_proto::ApiError;
+use serde_json::{json, Value};
+use tower::ServiceExt as _;
+
+const KEY: &str = "discord-test-admin-key";
+const WAIT: Duration = Duration::from_secs(20);
+
+const TOKEN_A: &str = "bot-token-a.SECRET";
+const APP_A: &str = "710000000000000001";
+const BOT_A: &str = "720000000000000001";
+const TOKEN_B: &str = "bot-token-b.SECRET";
+const APP_B: &str = "710000000000000002";
+const BOT_B: &str = "720000000000000002";
+const BAD_TOKEN: &str = "rejected-token.SECRET";
+
+const G1: &str = "100000000000000001";
+const G2: &str = "100000000000000002";
+/// A guild no bot is in.
+const G3: &str = "100000000000000003";
+const TEXT: &str = "200000000000000001";
+const VOICE: &str = "300000000000000001";
+const DM_ROLE: &str = "400000000000000001";
+/// A member of G1 who is not in any voice channel.
+const PLAYER: &str = "500000000000000002";
+
+on_both_backends!(
+    create_update_change_token_and_delete,
+    session_start_and_stop,
+    refusals_answer_at_once,
+    npc_commands_and_autocomplete_reach_the_worker,
+    voice_server_moves_and_removal_from_voice,
+    two_tenants_and_a_rejected_token,
+);
+
+/// Everything logged by this test binary (every test, every level).
+static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures every log line of the binary from now on (serenity's included).
+fn capture_logs() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(|| LogWriter)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber in this test binary");
+    });
+}
+
+fn logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(std::sync::PoisonError::into_inner)).into_owned()
+}
+
+struct World {
+    fake: FakeDiscord,
+    admin: Router,
+    worker: Arc<FakeWorker>,
+    bots: Arc<SerenityBots>,
+}
+
+fn guild(id: &str, name: &str) -> GuildFixture {
+    GuildFixture::new(id, name).with_voice_state(DEFAULT_USER_ID, VOICE)
+}
+
+fn bot_a() -> BotFixture {
+    BotFixture::new(TOKEN_A, APP_A, BOT_A, "Glyphoxa A")
+        .with_guild(guild(G1, "Tavern"))
+        .with_guild(guild(G2, "Dungeon"))
+}
+
+fn bot_b() -> BotFixture {
+    BotFixture::new(TOKEN_B, APP_B, BOT_B, "Glyphoxa B")
+        .with_guild(guild(G1, "Tavern"))
+        .with_guild(guild(G2, "Dungeon"))
+}
+
+async fn world(db: &TestDb) -> World {
+    world_with(db, Duration::from_secs(5)).await
+}
+
+async fn world_with(db: &TestDb, join_timeout: Duration) -> World {
+    let fake = FakeDiscord::start().await.expect("fake Discord");
+    fake.add_bot(bot_a());
+    fake.add_bot(bot_b());
+    let worker = Arc::new(FakeWorker::new("w1", 8));
+    let workers: Arc<dyn WorkerClient> = Arc::new(InProcessWorkerClient::new(worker.clone()));
+    let orchestrator = Arc::new(Orchestrator::new(
+        db.store.clone(),
+        workers,
+        OrchestratorSettings::default(),
+    ));
+    let settings = DiscordSettings {
+        join_timeout,
+        backoff: Backoff {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(500),
+        },
+        ..DiscordSettings::default().with_api_url(fake.url())
+    };
+    let files = Arc::new(HttpAttachments::new(Duration::from_secs(5)).expect("downloader"));
+    let bots =
+        Arc::new(SerenityBots::new(settings, orchestrator.clone(), files, RecapEngines::default()).expect("bots"));
+    let mut admin_settings = AdminSettings::new(KEY);
+    admin_settings.secret_key = Some(base64::engine::general_purpose::STANDARD.encode([7u8; 32]));
+    let state = AdminState::new(&admin_settings, orchestrator, bots.clone() as Arc<dyn BotManager>).expect("admin");
+    World {
+        fake,
+        admin: admin::router(state),
+        worker,
+        bots,
+    }
+}
+
+impl World {
+    async fn api(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("/api/v1{path}"))
+            .header(header::AUTHORIZATION, format!("Bearer {KEY}"));
+        let body = match body {
+            Some(body) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                Body::from(body.to_string())
+            }
+            None => Body::empty(),
+        };
+        let response = self
+            .admin
+            .clone()
+            .oneshot(request.body(body).expect("request"))
+            .await
+            .expect("answer");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, value)
+    }
+
+    async fn create_tenant(&self, id: &str, token: &str, guilds: &[&str], dm_role: Option<&str>) {
+        let mut body = json!({"id": id, "license_tier": "shared", "bot_token": token, "guild_ids": guilds});
+        if let Some(role) = dm_role {
+            body["dm_role_id"] = json!(role);
+        }
+        let (status, answer) = self.api(Method::POST, "/tenants", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+    }
+
+    /// Polls the bot-status endpoint until `state` (or fails with the last answer).
+    async fn bot_status(&self, tenant: &str, state: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (status, answer) = self.api(Method::GET, &format!("/tenants/{tenant}/bot"), None).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            if answer["state"] == state {
+                return answer;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "bot of {tenant} never became {state}: {answer}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn wait(&self, what: &str, condition: impl FnMut(&FakeState) -> bool) {
+        if let Err(error) = self.fake.wait_until(condition, WAIT).await {
+            panic!("{what}: {error}");
+        }
+    }
+
+    /// Waits until `app` has the full command set in `guild`.
+    async fn wait_registered(&self, app: &str, guild: &str) {
+        let expected = names(&command_set());
+        self.wait(&format!("commands of {app} in {guild}"), |s| {
+            s.registered_commands(app, guild).is_some_and(|c| names(c) == expected)
+        })
+        .await;
+    }
+
+    /// Sends an interaction and waits until it has `replies` replies.
+    async fn replies(&self, token: &str, interaction: InteractionFixture, replies: usize) -> Vec<InteractionReply> {
+        let sent = self
+            .fake
+            .send_interaction(token, interaction)
+            .expect("interaction sent");
+        let id = sent.id.clone();
+        self.wait(&format!("{replies} replies to {id}"), |s| {
+            s.interaction_replies(&id).len() >= replies
+        })
+        .await;
+        self.fake.interaction_replies(&id)
+    }
+
+    /// The bodies of [`World::replies`].
+    async fn interact(&self, token: &str, interaction: InteractionFixture, replies: usize) -> Vec<Value> {
+        self.replies(token, interaction, replies)
+            .await
+            .into_iter()
+            .map(|reply| reply.body)
+            .collect()
+    }
+
+    /// Sends a command in G1 and returns all reply text once `replies` came.
+    async fn text(&self, token: &str, interaction: InteractionFixture, replies: usize) -> String {
+        self.interact(token, interaction, replies)
+            .await
+            .iter()
+            .map(text_of)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn names(commands: &[Value]) -> Vec<String> {
+    let mut names: Vec<String> = commands
+        .iter()
+        .filter_map(|c| c["name"].as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A command `/name sub` with options, by the default user in G1.
+fn command(name: &str, sub: Option<&str>, options: Vec<OptionFixture>) -> InteractionFixture {
+    let options = match sub {
+        Some(sub) => vec![OptionFixture::subcommand(sub, options)],
+        None => options,
+    };
+    InteractionFixture::command(name, options).in_guild(G1, TEXT)
+}
+
+/// The text of a callback body or a message body: content, embed titles,
+/// descriptions, fields and footers.
+fn text_of(body: &Value) -> String {
+    let message = body.get("data").filter(|_| body.get("type").is_some()).unwrap_or(body);
+    let mut text = message["content"].as_str().unwrap_or_default().to_string();
+    for embed in message["embeds"].as_array().into_iter().flatten() {
+        for key in ["title", "description"] {
+            if let Some(part) = embed[key].as_str() {
+                text.push('\n');
+                text.push_str(part);
+            }
+        }
+        for field in embed["fields"].as_array().into_iter().flatten() {
+            text.push_str(&format!(
+                "\n{}: {}",
+                field["name"].as_str().unwrap_or_default(),
+                field["value"].as_str().unwrap_or_default()
+            ));
+        }
+        if let Some(footer) = embed["footer"]["text"].as_str() {
+            text.push('\n');
+            text.push_str(footer);
+        }
+    }
+    if let Some(choices) = message["choices"].as_array() {
+        for choice in choices {
+            text.push_str(&format!("\n{}", choice["name"].as_str().unwrap_or_default()));
+        }
+    }
+    text
+}
+
+/// Op 4 payloads the bot of `token` sent: `(guild, channel)`.
+fn voice_ops(world: &World, token: &str) -> Vec<(String, Option<String>)> {
+    world
+        .fake
+        .gateway_ops(token)
+        .iter()
+        .filter(|op| op.op == Some(4))
+        .map(|op| {
+            (
+                op.d["guild_id"].as_str().unwrap_or_default().to_string(),
+                op.d["channel_id"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+fn identifies(world: &World, token: &str) -> usize {
+    world
+        .fake
+        .gateway_ops(token)
+        .iter()
+        .filter(|op| op.op == Some(2))
+        .count()
+}
+
+/// `PUT …/guilds/{guild}/commands` bodies of `app`, in order.
+fn command_puts(world: &World, app: &str, guild: &str) -> Vec<Value> {
+    let path = format!("/api/v10/applications/{app}/guilds/{guild}/commands");
+    world
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT" && r.path == path)
+        .filter_map(|r| r.body)
+        .collect()
+}
+
+/// A campaign with Grimble and `extra` more NPCs.
+fn campaign_yaml(extra: usize) -> String {
+    let mut yaml = String::from(
+        "campaign: { name: \"The Yawning Portal\", system: dnd5e }\nnpcs:\n  - { name: Grimble, personality: \"A grumpy dwarven innkeeper.\" }\n",
+    );
+    for i in 0..extra {
+        yaml.push_str(&format!(
+            "  - {{ name: \"Villager {i:02}\", personality: \"A villager.\" }}\n"
+        ));
+    }
+    yaml.push_str("entities:\n  - { name: Phandalin, type: location, description: \"A frontier town.\" }\n");
+    yaml
+}
+
+async fn create_update_change_token_and_delete(db: &TestDb) {
+    let world = world(db).await;
+    world.create_tenant("acme", TOKEN_A, &[G1, G2], None).await;
+
+    // Connected, the command set registered in both guilds by bulk overwrite.
+    world.wait_registered(APP_A, G1).await;
+    world.wait_registered(APP_A, G2).await;
+    for guild in [G1, G2] {
+        let puts = command_puts(&world, APP_A, guild);
+        assert_eq!(
+            puts.first(),
+            Some(&Value::Array(command_set())),
+            "the exact set is PUT in {guild}"
+        );
+    }
+    let status = world.bot_status("acme", "connected").await;
+    assert_eq!(status["guild_count"], 2, "{status}");
+    assert!(world.fake.connected(TOKEN_A));
+
+    // Fewer guilds and a DM role: re-registered, removed where no longer
+    // wanted, without reconnecting.
+    let (status, answer) = world
+        .api(
+            Method::PUT,
+            "/tenants/acme",
+            Some(json!({"guild_ids": [G1, G3], "dm_role_id": DM_ROLE})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    world
+        .wait("commands removed from G2", |s| {
+            s.registered_commands(APP_A, G2).is_some_and(<[Value]>::is_empty)
+        })
+        .await;
+    assert_eq!(command_puts(&world, APP_A, G1).len(), 2, "G1 re-registered");
+    assert_eq!(identifies(&world, TOKEN_A), 1, "no reconnect for an update");
+    // A guild the bot is not in: still connected, the status says where it failed.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let status = world.bot_status("acme", "connected").await;
+        let message = status["message"].as_str().unwrap_or_default().to_string();
+        if message.contains(G3) {
+            assert!(message.contains("403"), "{status}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The new role applies at once.
+    let text = world.text(TOKEN_A, command("session", Some("start"), vec![]), 1).await;
+    assert!(text.contains(&format!("<@&{DM_ROLE}>")), "{text}");
+
+    // A new token: the old client is gone, the new bot registers.
+    let (status, answer) = world
+        .api(Method::PUT, "/tenants/acme", Some(json!({"bot_token": TOKEN_B})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    world.wait_registered(APP_B, G1).await;
+    world.wait("old client closed", |s| !s.connected(TOKEN_A)).await;
+    assert!(world.fake.connected(TOKEN_B));
+    assert!(
+        world.fake.registered_commands(APP_B, G2).is_none(),
+        "only the configured guild"
+    );
+    world.bot_status("acme", "connected").await;
+
+    // Deleted: commands removed, bot disconnected.
+    let (status, _) = world.api(Method::DELETE, "/tenants/acme", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    world
+        .wait("commands unregistered", |s| {
+            s.registered_commands(APP_B, G1).is_some_and(<[Value]>::is_empty)
+        })
+        .await;
+    world.wait("bot disconnected", |s| !s.connected(TOKEN_B)).await;
+    let (status, _) = world.api(Method::GET, "/tenants/acme/bot", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(world.bots.tenants().is_empty());
+    assert!(!world
+        .bots
+        .status(&tid("acme"))
+        .message
+        .unwrap_or_default()
+        .contains("SECRET"));
+}
+
+async fn session_start_and_stop(db: &TestDb) {
+    let world = world(db).await;
+    world.create_tenant("acme", TOKEN_A, &[G1], None).await;
+    world.wait_registered(APP_A, G1).await;
+
+    let sent = world
+        .replies(TOKEN_A, command("session", Some("start"), vec![]), 2)
+        .await;
+    let kinds: Vec<ReplyKind> = sent.iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, vec![ReplyKind::Callback, ReplyKind::EditOriginal]);
+    assert_eq!(
+        sent[0].body,
+        json!({"type": 5, "data": {"flags": 64}}),
+        "deferred first"
+    );
+    assert!(
+        sent[0].after < Duration::from_secs(3),
+        "deferred within Discord's deadline"
+    );
+    let answer = text_of(&sent[1].body);
+    assert!(answer.contains("Session started"), "{answer}");
+    assert!(answer.contains(&format!("<#{VOICE}>")), "{answer}");
+    assert!(answer.contains("Default campaign"), "{answer}");
+    let session = db
+        .store
+        .tenant(&tid("acme"))
+        .live_session_in_guild(&did(G1))
+        .await
+        .unwrap()
+        .expect("a live session");
+    assert_eq!(session.state, SessionState::Active);
+    assert!(answer.contains(session.id.as_str()), "{answer}");
+    assert_eq!(world.worker.sessions(), vec![session.id.to_string()]);
+    assert_eq!(
+        voice_ops(&world, TOKEN_A),
+        vec![(G1.to_string(), Some(VOICE.to_string()))]
+    );
+    assert_eq!(
+        world.fake.voice_channel(G1, BOT_A).as_deref(),
+        Some(VOICE),
+        "the bot sits in the channel"
+    );
+    // Starting again: refused at once, naming the session.
+    let replies = world
+        .interact(TOKEN_A, command("session", Some("start"), vec![]), 1)
+        .await;
+    assert_eq!(replies[0]["type"], 4);
+    assert_eq!(replies[0]["data"]["flags"], 64);
+    let refusal = text_of(&replies[0]);
+    assert!(
+        refusal.contains("already running") && refusal.contains(session.id.as_str()),
+        "{refusal}"
+    );
+
+    // Stop: deferred, ended with its duration, the bot leaves voice.
+    db.clock.advance(Duration::from_secs(65));
+    let replies = world
+        .interact(TOKEN_A, command("session", Some("stop"), vec![]), 2)
+        .await;
+    assert_eq!(replies[0]["type"], 5);
+    let answer = text_of(&replies[1]);
+    assert!(
+        answer.contains("Session ended") && answer.contains("1 min 05 s"),
+        "{answer}"
+    );
+    assert!(world.worker.sessions().is_empty());
+    world
+        .wait("the bot left voice", |s| s.voice_channel(G1, BOT_A).is_none())
+        .await;
+    assert_eq!(voice_ops(&world, TOKEN_A).last(), Some(&(G1.to_string(), None)));
+    let stored = db
+        .store
+        .tenant(&tid("acme"))
+        .session(&session.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.state, SessionState::Ended);
+
+    // Stopping twice is harmless.
+    let text = world.text(TOKEN_A, command("session", Some("stop"), vec![]), 1).await;
+    assert!(text.contains("No active session"), "{text}");
+}
+
+async fn refusals_answer_at_once(db: &TestDb) {
+    let world = world_with(db, Duration::from_millis(700)).await;
+    world.create_tenant("acme", TOKEN_A, &[G1], Some(DM_ROLE)).await;
+    world.wait_registered(APP_A, G1).await;
+
+    // Without the DM role: the role is named, nothing else happens.
+    let replies = world
+        .interact(TOKEN_A, command("session", Some("start"), vec![]), 1)
+        .await;
+    assert_eq!(replies[0]["type"], 4);
+    assert_eq!(replies[0]["data"]["flags"], 64);
+    assert!(text_of(&replies[0]).contains(&format!("<@&{DM_ROLE}>")));
+
+    // With the role but not in a voice channel.
+    let outside = command("session", Some("start"), vec![])
+        .by_user(PLAYER, "pip")
+        .with_roles(vec![DM_ROLE.into()]);
+    let replies = world.interact(TOKEN_A, outside, 1).await;
+    assert_eq!(replies[0]["type"], 4);
+    assert!(text_of(&replies[0]).contains("Join a voice channel"), "{replies:?}");
+    assert!(voice_ops(&world, TOKEN_A).is_empty(), "no join was attempted");
+
+    // A voice channel the member joins later is seen through VOICE_STATE_UPDATE;
+    // Discord not answering the join: a clear failure after the timeout, nothing left behind.
+    world.fake.set_voice_state(G1, PLAYER, Some(VOICE));
+    world.fake.set_auto_voice(G1, false);
+    let dm = command("session", Some("start"), vec![])
+        .by_user(PLAYER, "pip")
+        .with_roles(vec![DM_ROLE.into()]);
+    let text = world.text(TOKEN_A, dm, 2).await;
+    assert!(text.contains("Could not join the voice channel"), "{text}");
+    assert!(world.worker.sessions().is_empty());
+    world
+        .wait("left again", |s| {
+            s.gateway_ops(TOKEN_A)
+                .iter()
+                .any(|op| op.op == Some(4) && op.d["channel_id"].is_null())
+        })
+        .await;
+    let live = db
+        .store
+        .tenant(&tid("acme"))
+        .live_session_in_guild(&did(G1))
+        .await
+        .unwrap();
+    assert!(live.is_none());
+
+    // Discord answers again: the DM starts a session.
+    world.fake.set_auto_voice(G1, true);
+    let dm = command("session", Some("start"), vec![])
+        .by_user(PLAYER, "pip")
+        .with_roles(vec![DM_ROLE.into()]);
+    let text = world.text(TOKEN_A, dm, 2).await;
+    assert!(text.contains("Session started"), "{text}");
+
+    // Unknown buttons get a clear answer.
+    let button = InteractionFixture::button("no-such-button").in_guild(G1, TEXT);
+    let text = world.text(TOKEN_A, button, 1).await;
+    assert!(text.contains("don't know that command"), "{text}");
+}
+
+async fn npc_commands_and_autocomplete_reach_the_worker(db: &TestDb) {
+    let world = world(db).await;
+    world.create_tenant("acme", TOKEN_A, &[G1], None).await;
+    world.wait_registered(APP_A, G1).await;
+
+    // The campaign comes in as an attachment the fake serves.
+    let load = command(
+        "campaign",
+        Some("load"),
+        vec![OptionFixture::attachment("file", "tavern.yaml", campaign_yaml(29))],
+    );
+    let text = world.text(TOKEN_A, load, 2).await;
+    assert!(text.contains("The Yawning Portal"), "{text}");
+
+    // No session yet.
+    let text = world.text(TOKEN_A, command("npc", Some("list"), vec![]), 1).await;
+    assert!(text.contains("No active session"), "{text}");
+
+    let text = world.text(TOKEN_A, command("session", Some("start"), vec![]), 2).await;
+    assert!(text.contains("The Yawning Portal"), "{text}");
+
+    let text = world.text(TOKEN_A, command("npc", Some("list"), vec![]), 2).await;
+    assert!(text.contains("Grimble") && text.contains("Villager 28"), "{text}");
+    let mute = command("npc", Some("mute"), vec![OptionFixture::string("name", "grimble")]);
+    let text = world.text(TOKEN_A, mute, 2).await;
+    assert!(text.contains("Grimble is muted"), "{text}");
+    let speak = command(
+        "npc",
+        Some("speak"),
+        vec![
+            OptionFixture::string("name", "Villager 03"),
+            OptionFixture::string("text", "Welcome!"),
+        ],
+    );
+    let text = world.text(TOKEN_A, speak, 2).await;
+    assert!(text.contains("Welcome!"), "{text}");
+    let text = world.text(TOKEN_A, command("npc", Some("muteall"), vec![]), 2).await;
+    assert!(text.contains("Muted 29 NPCs"), "{text}");
+    let text = world.text(TOKEN_A, command("npc", Some("unmuteall"), vec![]), 2).await;
+    assert!(text.contains("Unmuted 30 NPCs"), "{text}");
+    let calls = world.worker.calls().join(" ");
+    for call in ["ListNPCs", "MuteNPC", "SpeakNPC", "MuteAllNPCs", "UnmuteAllNPCs"] {
+        assert!(calls.contains(call), "{call} missing in {calls}");
+    }
+
+    // Autocomplete: at most 25 choices, matching what was typed.
+    let all = InteractionFixture::autocomplete(
+        "npc",
+        vec![OptionFixture::subcommand(
+            "mute",
+            vec![OptionFixture::focused("name", "")],
+        )],
+    )
+    .in_guild(G1, TEXT);
+    let replies = world.interact(TOKEN_A, all, 1).await;
+    assert_eq!(replies[0]["type"], 8);
+    let choices = replies[0]["data"]["choices"].as_array().expect("choices");
+    assert_eq!(choices.len(), 25);
+    let typed = InteractionFixture::autocomplete(
+        "npc",
+        vec![OptionFixture::subcommand(
+            "mute",
+            vec![OptionFixture::focused("name", "gri")],
+        )],
+    )
+    .in_guild(G1, TEXT);
+    let replies = world.interact(TOKEN_A, typed, 1).await;
+    assert_eq!(
+        replies[0]["data"]["choices"],
+        json!([{"name": "Grimble", "value": "Grimble"}])
+    );
+
+    // The worker down: a clear reply, not silence.
+    world
+        .worker
+        .fail_all(Some(ApiError::Unavailable("worker restarting".into())));
+    let text = world.text(TOKEN_A, command("npc", Some("list"), vec![]), 2).await;
+    assert!(text.to_lowercase().contains("voice service unavailable"), "{text}");
+}
+
+async fn voice_server_moves_and_removal_from_voice(db: &TestDb) {
+    let world = world(db).await;
+    world.create_tenant("acme", TOKEN_A, &[G1], None).await;
+    world.wait_registered(APP_A, G1).await;
+    let text = world.text(TOKEN_A, command("session", Some("start"), vec![]), 2).await;
+    assert!(text.contains("Session started"), "{text}");
+    let session = world.worker.sessions().pop().expect("a worker session");
+
+    // Discord moves the voice server: the worker is told.
+    world
+        .fake
+        .send_dispatch(
+            TOKEN_A,
+            "VOICE_SERVER_UPDATE",
+            json!({"guild_id": G1, "token": "moved-voice-token", "endpoint": "moved.example:443"}),
+        )
+        .expect("dispatch");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !world.worker.calls().contains(&format!("UpdateVoiceServer({session})")) {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", world.worker.calls());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A moderator disconnects the bot: the session ends.
+    world.fake.set_voice_state(G1, BOT_A, None);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let live = db
+            .store
+            .tenant(&tid("acme"))
+            .live_session_in_guild(&did(G1))
+            .await
+            .unwrap();
+        if live.is_none() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the session is still live");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(world.worker.sessions().is_empty());
+    let text = world.text(TOKEN_A, command("session", Some("stop"), vec![]), 1).await;
+    assert!(text.contains("No active session"), "{text}");
+}
+
+async fn two_tenants_and_a_rejected_token(db: &TestDb) {
+    let world = world(db).await;
+    world.create_tenant("acme", TOKEN_A, &[G1], None).await;
+    world.create_tenant("bravo", TOKEN_B, &[G2], None).await;
+    world.create_tenant("charlie", BAD_TOKEN, &[G1], None).await;
+    world.wait_registered(APP_A, G1).await;
+    world.wait_registered(APP_B, G2).await;
+
+    // The rejected token: an error in its status, the token never shown.
+    let status = world.bot_status("charlie", "error").await;
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(message.contains("rejected"), "{status}");
+    assert!(!status.to_string().contains("SECRET"), "{status}");
+    // The others are untouched.
+    world.bot_status("acme", "connected").await;
+    let bravo = world.bot_status("bravo", "connected").await;
+    assert_eq!(bravo["guild_count"], 2, "{bravo}");
+    assert!(world.fake.registered_commands(APP_A, G2).is_none());
+    assert!(world.fake.registered_commands(APP_B, G1).is_none());
+
+    // Data never crosses: acme's session is acme's, bravo's guild has none.
+    let text = world.text(TOKEN_A, command("session", Some("start"), vec![]), 2).await;
+    assert!(text.contains("Session started"), "{text}");
+    let bravo_stop =
+        InteractionFixture::command("session", vec![OptionFixture::subcommand("stop", vec![])]).in_guild(G2, TEXT);
+    let text = world.text(TOKEN_B, bravo_stop, 1).await;
+    assert!(text.contains("No active session"), "{text}");
+    let load = command(
+        "campaign",
+        Some("load"),
+        vec![OptionFixture::attachment("file", "tavern.yaml", campaign_yaml(1))],
+    );
+    let text = world.text(TOKEN_A, load, 1).await;
+    assert!(text.contains("session"), "no load while a session runs: {text}");
+    let stop = command("session", Some("stop"), vec![]);
+    world.text(TOKEN_A, stop, 2).await;
+    let load = command(
+        "campaign",
+        Some("load"),
+        vec![OptionFixture::attachment("file", "tavern.yaml", campaign_yaml(1))],
+    );
+    let text = world.text(TOKEN_A, load, 2).await;
+    assert!(text.contains("The Yawning Portal"), "{text}");
+    let bravo_info =
+        InteractionFixture::command("campaign", vec![OptionFixture::subcommand("info", vec![])]).in_guild(G2, TEXT);
+    let text = world.text(TOKEN_B, bravo_info, 1).await;
+    assert!(!text.contains("The Yawning Portal"), "{text}");
+    let text = world.text(TOKEN_A, command("session", Some("start"), vec![]), 2).await;
+    assert!(text.contains("The Yawning Portal"), "{text}");
+    assert!(db
+        .store
+        .tenant(&tid("bravo"))
+        .live_session_in_guild(&did(G1))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(db
+        .store
+        .tenant(&tid("acme"))
+        .live_session_in_guild(&did(G1))
+        .await
+        .unwrap()
+        .is_some());
+    // Every reply went through the right bot's interactions.
+    for reply in world.fake.requests() {
+        if reply.path.contains("/webhooks/") {
+            assert!(
+                reply.path.contains(APP_A) || reply.path.contains(APP_B),
+                "{}",
+                reply.path
+            );
+        }
+    }
+
+    // Deleting the failed tenant leaves the others running.
+    let (status, _) = world.api(Method::DELETE, "/tenants/charlie", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    world.bot_status("acme", "connected").await;
+    world.bot_status("bravo", "connected").await;
+}
+
+/// Bot tokens and voice tokens never reach a log line, at any level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_never_logged() {
+    capture_logs();
+    let db = common::sqlite().await;
+    let world = world(&db).await;
+    world.create_tenant("acme", TOKEN_A, &[G1], None).await;
+    world.create_tenant("charlie", BAD_TOKEN, &[G1], None).await;
+    world.wait_registered(APP_A, G1).await;
+    world.bot_status("charlie", "error").await;
+    let text = world.text(TOKEN_A, command("session", Some("start"), vec![]), 2).await;
+    assert!(text.contains("Session started"), "{text}");
+    world
+        .fake
+        .send_dispatch(
+            TOKEN_A,
+            "VOICE_SERVER_UPDATE",
+            json!({"guild_id": G1, "token": "moved-voice-token", "endpoint": "moved.example:443"}),
+        )
+        .expect("dispatch");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !world.worker.calls().iter().any(|c| c.starts_with("UpdateVoiceServer")) {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let text = world.text(TOKEN_A, command("session", Some("stop"), vec![]), 2).await;
+    assert!(text.contains("Session ended"), "{text}");
+    let (status, _) = world.api(Method::DELETE, "/tenants/acme", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    world.wait("bot disconnected", |s| !s.connected(TOKEN_A)).await;
+
+    let voice_tokens: Vec<String> = world
+        .fake
+        .dispatches(TOKEN_A)
+        .iter()
+        .filter(|d| d.event == "VOICE_SERVER_UPDATE")
+        .filter_map(|d| d.data["token"].as_str().map(str::to_string))
+        .collect();
+    assert!(!voice_tokens.is_empty());
+    let logs = logs();
+    assert!(logs.contains("slash commands registered"), "the capture works");
+    for secret in [TOKEN_A, TOKEN_B, BAD_TOKEN]
+        .iter()
+        .map(|t| t.to_string())
+        .chain(voice_tokens)
+    {
+        assert!(!logs.contains(&secret), "{secret} was logged");
+    }
+}
+
+/// A dropped gateway connection comes back by itself; commands keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_after_the_gateway_drops() {
+    let db = common::sqlite().await;
+    let world = world(&db).await;
+    world.create_tenant("acme", TOKEN_A, &[G1], None).await;
+    world.wait_registered(APP_A, G1).await;
+    assert_eq!(world.fake.close_gateway(TOKEN_A, 4000), 1);
+    world.wait("reconnected", |s| s.connected(TOKEN_A)).await;
+    world.bot_status("acme", "connected").await;
+    let text = world.text(TOKEN_A, command("session", Some("start"), vec![]), 2).await;
+    assert!(text.contains("Session started"), "{text}");
+}
+
+/// Discord unreachable: the bot keeps trying with backoff and says why; it
+/// stops when disconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_discord_is_retried_with_backoff() {
+    let db = common::sqlite().await;
+    let worker = Arc::new(FakeWorker::new("w1", 8));
+    let workers: Arc<dyn WorkerClient> = Arc::new(InProcessWorkerClient::new(worker));
+    let orchestrator = Arc::new(Orchestrator::new(
+        db.store.clone(),
+        workers,
+        OrchestratorSettings::default(),
+    ));
+    // A closed port: every call fails to connect.
+    let settings = DiscordSettings {
+        backoff: Backoff {
+            initial: Duration::from_millis(20),
+            max: Duration::from_millis(100),
+        },
+        ..DiscordSettings::default().with_api_url("http://127.0.0.1:1")
+    };
+    let files = Arc::new(HttpAttachments::new(Duration::from_secs(5)).expect("downloader"));
+    let bots = SerenityBots::new(settings, orchestrator, files, RecapEngines::default()).expect("bots");
+    bots.connect(BotSpec {
+        tenant_id: tid("acme"),
+        token: BotToken::new(TOKEN_A),
+        guild_ids: vec![did(G1)],
+        dm_role_id: None,
+    });
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let status = bots.status(&tid("acme"));
+        let message = status.message.clone().unwrap_or_default();
+        if message.contains("unreachable") {
+            assert_eq!(status.state, BotState::Connecting);
+            assert!(message.contains("retrying"), "{message}");
+            assert!(!message.contains("SECRET"), "{message}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{status:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bots.disconnect(&tid("acme"));
+    assert_eq!(bots.status(&tid("acme")).state, BotState::Disconnected);
+    bots.shutdown(Duration::from_secs(2)).await;
+}
+
+/// Gateway mode with real bots: a tenant created through the admin API
+/// connects; the bot closes with the gateway (commands stay) and connects
+/// again when the gateway starts over the same database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_runs_the_bots_and_reconnects_them_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fake = FakeDiscord::start().await.expect("fake Discord");
+    fake.add_bot(bot_a());
+    let mut settings = GatewaySettings::new(format!("sqlite://{}", dir.path().join("gw.db").display()), KEY);
+    settings.admin_addr = "127.0.0.1:0".parse().expect("addr");
+    settings.grpc_addr = "127.0.0.1:0".parse().expect("addr");
+    settings.admin.secret_key = Some(base64::engine::general_purpose::STANDARD.encode([7u8; 32]));
+    settings.shutdown_grace = Duration::from_secs(5);
+    settings.discord = DiscordSettings::default().with_api_url(fake.url());
+    let worker = Arc::new(FakeWorker::new("w1", 8));
+    let workers: Arc<dyn WorkerClient> = Arc::new(InProcessWorkerClient::new(worker));
+
+    let gateway = Gateway::start_with_discord_workers(settings.clone(), workers.clone(), RecapEngines::default())
+        .await
+        .expect("gateway starts");
+    let created = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/tenants", gateway.admin_addr()))
+        .bearer_auth(KEY)
+        .json(&json!({"id": "acme", "license_tier": "shared", "bot_token": TOKEN_A, "guild_ids": [G1]}))
+        .send()
+        .await
+        .expect("admin API answers");
+    assert_eq!(created.status().as_u16(), 201);
+    let registered = |s: &FakeState| s.registered_commands(APP_A, G1).is_some_and(|c| !c.is_empty());
+    fake.wait_until(registered, WAIT).await.expect("registered");
+    gateway.shutdown().await.expect("clean shutdown");
+    assert!(!fake.connected(TOKEN_A), "the bot closed with the gateway");
+    assert!(
+        fake.registered_commands(APP_A, G1).is_some_and(|c| !c.is_empty()),
+        "commands stay"
+    );
+
+    let gateway = Gateway::start_with_discord_workers(settings, workers, RecapEngines::default())
+        .await
+        .expect("gateway starts again");
+    fake.wait_until(|s| s.connected(TOKEN_A), WAIT)
+        .await
+        .expect("reconnected at start");
+    gateway.shutdown().await.expect("clean shutdown");
+}
