@@ -127,7 +127,7 @@ pub enum AudioCommand {
 
 /// Exit code for a configuration that cannot be used.
 const EXIT_CONFIG: u8 = 2;
-/// Exit code for a mode that cannot run (not available, missing requirements).
+/// Exit code for a mode or command that failed for another reason than its configuration.
 const EXIT_UNAVAILABLE: u8 = 3;
 
 /// Runs the command line with an explicit environment and output streams.
@@ -344,20 +344,29 @@ fn run_mode(loaded: &LoadedConfig, mode: Mode, err: &mut dyn Write) -> ExitCode 
         return ExitCode::from(EXIT_CONFIG);
     }
     let run = match mode {
-        Mode::Worker => Some(crate::worker_mode::run(loaded.config.clone()).boxed()),
-        Mode::Gateway => Some(crate::gateway_mode::run(loaded.config.clone()).boxed()),
-        Mode::Full => None,
+        Mode::Worker => crate::worker_mode::run(loaded.config.clone()).boxed(),
+        Mode::Gateway => crate::gateway_mode::run(loaded.config.clone()).boxed(),
+        Mode::Full => return run_full(loaded, err),
     };
-    match run {
-        Some(future) => {
-            block_on(loaded, future).map_or_else(|error| failed(&error, err, EXIT_UNAVAILABLE), |()| ExitCode::SUCCESS)
+    block_on(loaded, run).map_or_else(|error| failed(&error, err, EXIT_UNAVAILABLE), |()| ExitCode::SUCCESS)
+}
+
+/// Full mode: configuration problems (no or rejected bot token, unreachable
+/// database, missing espeak-ng) exit with [`EXIT_CONFIG`], other failures
+/// with [`EXIT_UNAVAILABLE`].
+fn run_full(loaded: &LoadedConfig, err: &mut dyn Write) -> ExitCode {
+    let config = loaded.config.clone();
+    let outcome = block_on(loaded, async move { Ok(crate::full_mode::run(config).await) });
+    match outcome {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(error)) => {
+            let _ = writeln!(err, "error: {error}");
+            ExitCode::from(if error.is_config() {
+                EXIT_CONFIG
+            } else {
+                EXIT_UNAVAILABLE
+            })
         }
-        None => {
-            let _ = writeln!(
-                err,
-                "error: {mode} mode is not available in this build yet; `--mode gateway`, `--mode worker`, `replay` and `check-config` work (see README.md for what is ready)"
-            );
-            ExitCode::from(EXIT_UNAVAILABLE)
-        }
+        Err(error) => failed(&error, err, EXIT_UNAVAILABLE),
     }
 }

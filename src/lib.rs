@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod full_mode;
 pub mod gateway_mode;
 pub mod logging;
 pub mod models;

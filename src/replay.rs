@@ -52,6 +52,10 @@ pub async fn run(
     if let (Some(dm), None) = (&request.dm, &dm_id) {
         anyhow::bail!("--dm {} is not one of the inputs", dm.display());
     }
+    // Local engines load in the background; wait for them here so the first
+    // turn's latencies measure the pipeline, not the model load.
+    providers.stt.ready().await.context("speech to text")?;
+    providers.llm.ready().await.context("language model")?;
     let mut brain = SessionSettings::new("replay", campaign.campaign.clone());
     brain.dm_user_id = dm_id;
     brain.barge_in_confirm = config

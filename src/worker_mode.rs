@@ -11,6 +11,7 @@ use glyphoxa_proto::v1::StartSessionRequest;
 use glyphoxa_proto::{ApiError, ClientConfig, GatewayApi, GrpcGatewayClient};
 use glyphoxa_worker::runtime::Providers;
 use glyphoxa_worker::service::{TransportFactory, Worker, WorkerSettings};
+use glyphoxa_worker::transport::discord::{DiscordTransport, DiscordVoiceSettings};
 use glyphoxa_worker::transport::loopback::LoopbackTransport;
 use glyphoxa_worker::transport::VoiceTransport;
 
@@ -51,19 +52,28 @@ struct ConfiguredTransports {
 }
 
 impl TransportFactory for ConfiguredTransports {
-    fn create(&self, _request: &StartSessionRequest) -> Result<Box<dyn VoiceTransport>, ApiError> {
+    fn create(&self, request: &StartSessionRequest) -> Result<Box<dyn VoiceTransport>, ApiError> {
         match self.kind {
             // No scripted speakers: the session hears silence; output is discarded.
             TransportKind::Loopback => Ok(Box::new(LoopbackTransport::new(Vec::new(), None))),
-            TransportKind::Discord => Err(ApiError::unavailable(
-                "the Discord voice transport is not part of this build yet; run workers with `worker: { transport: loopback }`",
-            )),
+            // Validates the voice credentials now; connects when the session starts.
+            TransportKind::Discord => DiscordTransport::from_request(request, DiscordVoiceSettings::default())
+                .map(|transport| Box::new(transport) as Box<dyn VoiceTransport>)
+                .map_err(|error| ApiError::invalid_argument(error.to_string())),
         }
     }
 }
 
-/// The worker of this process, from the configuration.
-pub fn build_worker(config: &Config) -> anyhow::Result<Arc<Worker>> {
+/// The voice transports of `worker.transport`, one per new session.
+pub fn transports(config: &Config) -> Arc<dyn TransportFactory> {
+    Arc::new(ConfiguredTransports {
+        kind: config.worker.transport,
+    })
+}
+
+/// The worker's settings from the configuration: id (`worker.id`, else the
+/// host name), capacity, VAD and barge-in tuning.
+pub fn worker_settings(config: &Config) -> WorkerSettings {
     let mut settings = WorkerSettings::new(
         config
             .worker
@@ -79,6 +89,11 @@ pub fn build_worker(config: &Config) -> anyhow::Result<Arc<Worker>> {
         .enabled
         .then(|| Duration::from_millis(u64::from(config.audio.barge_in.confirm_ms.get())));
     settings.brain.coalesce = Duration::from_millis(u64::from(config.audio.barge_in.coalesce_ms.get()));
+    settings
+}
+
+/// The worker of this process, from the configuration.
+pub fn build_worker(config: &Config) -> anyhow::Result<Arc<Worker>> {
     let gateway: Option<Arc<dyn GatewayApi>> = match &config.worker.gateway_addr {
         Some(address) => Some(Arc::new(
             GrpcGatewayClient::connect_lazy(address.as_str(), ClientConfig::with_deadline(Duration::from_secs(5)))
@@ -87,11 +102,9 @@ pub fn build_worker(config: &Config) -> anyhow::Result<Arc<Worker>> {
         None => None,
     };
     Ok(Worker::new(
-        settings,
+        worker_settings(config),
         providers(config)?,
-        Arc::new(ConfiguredTransports {
-            kind: config.worker.transport,
-        }),
+        transports(config),
         gateway,
     ))
 }

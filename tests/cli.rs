@@ -195,17 +195,38 @@ fn a_mode_without_what_it_needs_says_so() {
 }
 
 #[test]
-fn a_mode_not_yet_built_exits_cleanly() {
+fn full_mode_start_up_problems_exit_2_with_what_to_fix() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("glyphoxa.yaml"),
-        "discord: { token: not-a-real-token }\n",
-    )
-    .unwrap();
-    let out = glyphoxa(&[], &[], dir.path());
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("full mode is not available in this build yet"));
-    assert!(!text(&out.stderr).contains("panicked"));
+    // Remote providers that are never called: no local models needed.
+    let base = "discord: { token: not-a-real-token.SECRET }\nproviders:\n  stt: { name: openai, base_url: \"http://127.0.0.1:9/v1\" }\n  llm: { name: openai, base_url: \"http://127.0.0.1:9/v1\" }\n";
+    let cases = [
+        (
+            format!(
+                "{base}storage: {{ url: \"sqlite://{}/missing/folder/g.db\" }}\n",
+                dir.path().display()
+            ),
+            "storage.url",
+        ),
+        // Nothing listens on port 1: the pool gives up after its timeout.
+        (
+            format!("{base}storage: {{ url: \"postgres://glyphoxa:pw@127.0.0.1:1/glyphoxa\" }}\n"),
+            "storage.url",
+        ),
+        (
+            format!("{base}  tts: {{ name: espeak, options: {{ program: /nonexistent/espeak-ng }} }}\n"),
+            "espeak-ng",
+        ),
+    ];
+    for (yaml, named) in cases {
+        std::fs::write(dir.path().join("glyphoxa.yaml"), &yaml).unwrap();
+        let out = glyphoxa(&[], &[], dir.path());
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{yaml}: {stderr}");
+        assert!(stderr.contains("error:") && stderr.contains(named), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!stderr.contains("SECRET"), "the token is never shown: {stderr}");
+        assert!(!stderr.contains(":pw@"), "nor the database password: {stderr}");
+    }
 }
 
 #[test]

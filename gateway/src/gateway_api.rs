@@ -1,10 +1,12 @@
 //! [`GatewayHandler`]: the gateway's side of `SessionGatewayService`. Workers
 //! report session state and heartbeats (applied to the orchestrator) and
 //! stream session events (transcript lines and turn results, persisted as
-//! they arrive, duplicates ignored by sequence number).
+//! they arrive, duplicates ignored by sequence number). [`LateGatewayApi`]
+//! hands a `GatewayApi` to full mode's in-process worker before the handler
+//! behind it exists.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use futures_util::StreamExt as _;
@@ -199,5 +201,59 @@ impl GatewayApi for GatewayHandler {
             accepted,
             last_sequence,
         })
+    }
+}
+
+/// A [`GatewayApi`] whose implementation is bound after it was handed out.
+///
+/// Full mode builds its in-process worker first (the worker needs a
+/// `GatewayApi` to report to), then the orchestrator over that worker, then
+/// the [`GatewayHandler`] over the orchestrator: the worker gets a
+/// `LateGatewayApi` that is bound to the handler once it exists. Calls before
+/// [`LateGatewayApi::bind`] fail with `UNAVAILABLE`.
+#[derive(Default)]
+pub struct LateGatewayApi {
+    inner: OnceLock<Arc<dyn GatewayApi>>,
+}
+
+impl std::fmt::Debug for LateGatewayApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LateGatewayApi")
+            .field("bound", &self.inner.get().is_some())
+            .finish()
+    }
+}
+
+impl LateGatewayApi {
+    /// An unbound API.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Binds the implementation every call goes to; `false` (and `api`
+    /// ignored) when one is bound already.
+    pub fn bind(&self, api: Arc<dyn GatewayApi>) -> bool {
+        self.inner.set(api).is_ok()
+    }
+
+    fn api(&self) -> Result<&Arc<dyn GatewayApi>, ApiError> {
+        self.inner
+            .get()
+            .ok_or_else(|| ApiError::unavailable("the gateway is still starting"))
+    }
+}
+
+#[async_trait]
+impl GatewayApi for LateGatewayApi {
+    async fn report_state(&self, request: ReportStateRequest) -> Result<ReportStateResponse, ApiError> {
+        self.api()?.report_state(request).await
+    }
+
+    async fn heartbeat(&self, request: HeartbeatRequest) -> Result<HeartbeatResponse, ApiError> {
+        self.api()?.heartbeat(request).await
+    }
+
+    async fn report_events(&self, events: SessionEventStream) -> Result<ReportEventsResponse, ApiError> {
+        self.api()?.report_events(events).await
     }
 }

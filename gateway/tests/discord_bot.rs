@@ -10,50 +10,25 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
-use axum::Router;
+use axum::http::{Method, StatusCode};
 use base64::Engine as _;
 use common::{did, tid, TestDb};
-use glyphoxa_gateway::admin::{self, AdminSettings, AdminState};
 use glyphoxa_gateway::bots::{BotManager, BotSpec, BotState};
 use glyphoxa_gateway::commands::definitions::command_set;
 use glyphoxa_gateway::commands::RecapEngines;
 use glyphoxa_gateway::crypto::BotToken;
 use glyphoxa_gateway::discord::fake::fixtures::DEFAULT_USER_ID;
-use glyphoxa_gateway::discord::fake::{
-    BotFixture, FakeDiscord, FakeState, GuildFixture, InteractionFixture, InteractionReply, OptionFixture, ReplyKind,
-};
+use glyphoxa_gateway::discord::fake::{FakeDiscord, FakeState, InteractionFixture, OptionFixture, ReplyKind};
 use glyphoxa_gateway::discord::{Backoff, DiscordSettings, HttpAttachments, SerenityBots};
 use glyphoxa_gateway::orchestrator::{Orchestrator, OrchestratorSettings};
-use glyphoxa_gateway::store::SessionState;
+use glyphoxa_gateway::store::{NewTranscriptLine, SessionState};
 use glyphoxa_gateway::workers::fake::FakeWorker;
 use glyphoxa_gateway::workers::{InProcessWorkerClient, WorkerClient};
 use glyphoxa_gateway::{Gateway, GatewaySettings};
 use glyphoxa_proto::ApiError;
 use serde_json::{json, Value};
-use tower::ServiceExt as _;
 
-const KEY: &str = "discord-test-admin-key";
-const WAIT: Duration = Duration::from_secs(20);
-
-const TOKEN_A: &str = "bot-token-a.SECRET";
-const APP_A: &str = "710000000000000001";
-const BOT_A: &str = "720000000000000001";
-const TOKEN_B: &str = "bot-token-b.SECRET";
-const APP_B: &str = "710000000000000002";
-const BOT_B: &str = "720000000000000002";
-const BAD_TOKEN: &str = "rejected-token.SECRET";
-
-const G1: &str = "100000000000000001";
-const G2: &str = "100000000000000002";
-/// A guild no bot is in.
-const G3: &str = "100000000000000003";
-const TEXT: &str = "200000000000000001";
-const VOICE: &str = "300000000000000001";
-const DM_ROLE: &str = "400000000000000001";
-/// A member of G1 who is not in any voice channel.
-const PLAYER: &str = "500000000000000002";
+use common::discord::*;
 
 on_both_backends!(
     create_update_change_token_and_delete,
@@ -62,6 +37,7 @@ on_both_backends!(
     npc_commands_and_autocomplete_reach_the_worker,
     voice_server_moves_and_removal_from_voice,
     two_tenants_and_a_rejected_token,
+    the_session_dashboard_is_posted_edited_and_finalised,
 );
 
 /// Everything logged by this test binary (every test, every level).
@@ -96,267 +72,6 @@ fn capture_logs() {
 
 fn logs() -> String {
     String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(std::sync::PoisonError::into_inner)).into_owned()
-}
-
-struct World {
-    fake: FakeDiscord,
-    admin: Router,
-    worker: Arc<FakeWorker>,
-    bots: Arc<SerenityBots>,
-}
-
-fn guild(id: &str, name: &str) -> GuildFixture {
-    GuildFixture::new(id, name).with_voice_state(DEFAULT_USER_ID, VOICE)
-}
-
-fn bot_a() -> BotFixture {
-    BotFixture::new(TOKEN_A, APP_A, BOT_A, "Glyphoxa A")
-        .with_guild(guild(G1, "Tavern"))
-        .with_guild(guild(G2, "Dungeon"))
-}
-
-fn bot_b() -> BotFixture {
-    BotFixture::new(TOKEN_B, APP_B, BOT_B, "Glyphoxa B")
-        .with_guild(guild(G1, "Tavern"))
-        .with_guild(guild(G2, "Dungeon"))
-}
-
-async fn world(db: &TestDb) -> World {
-    world_with(db, Duration::from_secs(5)).await
-}
-
-async fn world_with(db: &TestDb, join_timeout: Duration) -> World {
-    let fake = FakeDiscord::start().await.expect("fake Discord");
-    fake.add_bot(bot_a());
-    fake.add_bot(bot_b());
-    let worker = Arc::new(FakeWorker::new("w1", 8));
-    let workers: Arc<dyn WorkerClient> = Arc::new(InProcessWorkerClient::new(worker.clone()));
-    let orchestrator = Arc::new(Orchestrator::new(
-        db.store.clone(),
-        workers,
-        OrchestratorSettings::default(),
-    ));
-    let settings = DiscordSettings {
-        join_timeout,
-        backoff: Backoff {
-            initial: Duration::from_millis(50),
-            max: Duration::from_millis(500),
-        },
-        ..DiscordSettings::default().with_api_url(fake.url())
-    };
-    let files = Arc::new(HttpAttachments::new(Duration::from_secs(5)).expect("downloader"));
-    let bots =
-        Arc::new(SerenityBots::new(settings, orchestrator.clone(), files, RecapEngines::default()).expect("bots"));
-    let mut admin_settings = AdminSettings::new(KEY);
-    admin_settings.secret_key = Some(base64::engine::general_purpose::STANDARD.encode([7u8; 32]));
-    let state = AdminState::new(&admin_settings, orchestrator, bots.clone() as Arc<dyn BotManager>).expect("admin");
-    World {
-        fake,
-        admin: admin::router(state),
-        worker,
-        bots,
-    }
-}
-
-impl World {
-    async fn api(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(format!("/api/v1{path}"))
-            .header(header::AUTHORIZATION, format!("Bearer {KEY}"));
-        let body = match body {
-            Some(body) => {
-                request = request.header(header::CONTENT_TYPE, "application/json");
-                Body::from(body.to_string())
-            }
-            None => Body::empty(),
-        };
-        let response = self
-            .admin
-            .clone()
-            .oneshot(request.body(body).expect("request"))
-            .await
-            .expect("answer");
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
-        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, value)
-    }
-
-    async fn create_tenant(&self, id: &str, token: &str, guilds: &[&str], dm_role: Option<&str>) {
-        let mut body = json!({"id": id, "license_tier": "shared", "bot_token": token, "guild_ids": guilds});
-        if let Some(role) = dm_role {
-            body["dm_role_id"] = json!(role);
-        }
-        let (status, answer) = self.api(Method::POST, "/tenants", Some(body)).await;
-        assert_eq!(status, StatusCode::CREATED, "{answer}");
-    }
-
-    /// Polls the bot-status endpoint until `state` (or fails with the last answer).
-    async fn bot_status(&self, tenant: &str, state: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let (status, answer) = self.api(Method::GET, &format!("/tenants/{tenant}/bot"), None).await;
-            assert_eq!(status, StatusCode::OK, "{answer}");
-            if answer["state"] == state {
-                return answer;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "bot of {tenant} never became {state}: {answer}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    async fn wait(&self, what: &str, condition: impl FnMut(&FakeState) -> bool) {
-        if let Err(error) = self.fake.wait_until(condition, WAIT).await {
-            panic!("{what}: {error}");
-        }
-    }
-
-    /// Waits until `app` has the full command set in `guild`.
-    async fn wait_registered(&self, app: &str, guild: &str) {
-        let expected = names(&command_set());
-        self.wait(&format!("commands of {app} in {guild}"), |s| {
-            s.registered_commands(app, guild).is_some_and(|c| names(c) == expected)
-        })
-        .await;
-    }
-
-    /// Sends an interaction and waits until it has `replies` replies.
-    async fn replies(&self, token: &str, interaction: InteractionFixture, replies: usize) -> Vec<InteractionReply> {
-        let sent = self
-            .fake
-            .send_interaction(token, interaction)
-            .expect("interaction sent");
-        let id = sent.id.clone();
-        self.wait(&format!("{replies} replies to {id}"), |s| {
-            s.interaction_replies(&id).len() >= replies
-        })
-        .await;
-        self.fake.interaction_replies(&id)
-    }
-
-    /// The bodies of [`World::replies`].
-    async fn interact(&self, token: &str, interaction: InteractionFixture, replies: usize) -> Vec<Value> {
-        self.replies(token, interaction, replies)
-            .await
-            .into_iter()
-            .map(|reply| reply.body)
-            .collect()
-    }
-
-    /// Sends a command in G1 and returns all reply text once `replies` came.
-    async fn text(&self, token: &str, interaction: InteractionFixture, replies: usize) -> String {
-        self.interact(token, interaction, replies)
-            .await
-            .iter()
-            .map(text_of)
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-fn names(commands: &[Value]) -> Vec<String> {
-    let mut names: Vec<String> = commands
-        .iter()
-        .filter_map(|c| c["name"].as_str().map(str::to_string))
-        .collect();
-    names.sort();
-    names
-}
-
-/// A command `/name sub` with options, by the default user in G1.
-fn command(name: &str, sub: Option<&str>, options: Vec<OptionFixture>) -> InteractionFixture {
-    let options = match sub {
-        Some(sub) => vec![OptionFixture::subcommand(sub, options)],
-        None => options,
-    };
-    InteractionFixture::command(name, options).in_guild(G1, TEXT)
-}
-
-/// The text of a callback body or a message body: content, embed titles,
-/// descriptions, fields and footers.
-fn text_of(body: &Value) -> String {
-    let message = body.get("data").filter(|_| body.get("type").is_some()).unwrap_or(body);
-    let mut text = message["content"].as_str().unwrap_or_default().to_string();
-    for embed in message["embeds"].as_array().into_iter().flatten() {
-        for key in ["title", "description"] {
-            if let Some(part) = embed[key].as_str() {
-                text.push('\n');
-                text.push_str(part);
-            }
-        }
-        for field in embed["fields"].as_array().into_iter().flatten() {
-            text.push_str(&format!(
-                "\n{}: {}",
-                field["name"].as_str().unwrap_or_default(),
-                field["value"].as_str().unwrap_or_default()
-            ));
-        }
-        if let Some(footer) = embed["footer"]["text"].as_str() {
-            text.push('\n');
-            text.push_str(footer);
-        }
-    }
-    if let Some(choices) = message["choices"].as_array() {
-        for choice in choices {
-            text.push_str(&format!("\n{}", choice["name"].as_str().unwrap_or_default()));
-        }
-    }
-    text
-}
-
-/// Op 4 payloads the bot of `token` sent: `(guild, channel)`.
-fn voice_ops(world: &World, token: &str) -> Vec<(String, Option<String>)> {
-    world
-        .fake
-        .gateway_ops(token)
-        .iter()
-        .filter(|op| op.op == Some(4))
-        .map(|op| {
-            (
-                op.d["guild_id"].as_str().unwrap_or_default().to_string(),
-                op.d["channel_id"].as_str().map(str::to_string),
-            )
-        })
-        .collect()
-}
-
-fn identifies(world: &World, token: &str) -> usize {
-    world
-        .fake
-        .gateway_ops(token)
-        .iter()
-        .filter(|op| op.op == Some(2))
-        .count()
-}
-
-/// `PUT …/guilds/{guild}/commands` bodies of `app`, in order.
-fn command_puts(world: &World, app: &str, guild: &str) -> Vec<Value> {
-    let path = format!("/api/v10/applications/{app}/guilds/{guild}/commands");
-    world
-        .fake
-        .requests()
-        .into_iter()
-        .filter(|r| r.method == "PUT" && r.path == path)
-        .filter_map(|r| r.body)
-        .collect()
-}
-
-/// A campaign with Grimble and `extra` more NPCs.
-fn campaign_yaml(extra: usize) -> String {
-    let mut yaml = String::from(
-        "campaign: { name: \"The Yawning Portal\", system: dnd5e }\nnpcs:\n  - { name: Grimble, personality: \"A grumpy dwarven innkeeper.\" }\n",
-    );
-    for i in 0..extra {
-        yaml.push_str(&format!(
-            "  - {{ name: \"Villager {i:02}\", personality: \"A villager.\" }}\n"
-        ));
-    }
-    yaml.push_str("entities:\n  - { name: Phandalin, type: location, description: \"A frontier town.\" }\n");
-    yaml
 }
 
 async fn create_update_change_token_and_delete(db: &TestDb) {
@@ -793,6 +508,153 @@ async fn two_tenants_and_a_rejected_token(db: &TestDb) {
     assert_eq!(status, StatusCode::NO_CONTENT);
     world.bot_status("acme", "connected").await;
     world.bot_status("bravo", "connected").await;
+}
+
+/// The field `name` of the first embed of a message.
+fn embed_field<'a>(message: &'a Value, name: &str) -> &'a str {
+    message["embeds"][0]["fields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|field| field["name"] == name)
+        .and_then(|field| field["value"].as_str())
+        .unwrap_or_default()
+}
+
+fn embed_title(message: &Value) -> &str {
+    message["embeds"][0]["title"].as_str().unwrap_or_default()
+}
+
+/// `PATCH`es of channel message `message`.
+fn message_edits(world: &World, message: &Value) -> usize {
+    let suffix = format!("/messages/{}", message["id"].as_str().unwrap_or_default());
+    world
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path.starts_with("/api/v10/channels/") && r.path.ends_with(&suffix))
+        .count()
+}
+
+/// Dashboards refreshed every 100 ms.
+fn quick_dashboards(channel: Option<&'static str>) -> WorldOptions {
+    WorldOptions {
+        discord: Box::new(move |settings| {
+            let settings = DiscordSettings {
+                dashboard_interval: Duration::from_millis(100),
+                ..settings
+            };
+            match channel {
+                Some(channel) => settings.with_dashboard_channel(channel),
+                None => settings,
+            }
+        }),
+        ..WorldOptions::default()
+    }
+}
+
+async fn the_session_dashboard_is_posted_edited_and_finalised(db: &TestDb) {
+    let world = world_from(db, quick_dashboards(None)).await;
+    world.create_tenant("acme", TOKEN_A, &[G1], None).await;
+    world.wait_registered(APP_A, G1).await;
+    let sent = world
+        .replies(TOKEN_A, command("session", Some("start"), vec![]), 2)
+        .await;
+    let kinds: Vec<ReplyKind> = sent.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![ReplyKind::Callback, ReplyKind::EditOriginal],
+        "the reply is unchanged"
+    );
+    assert!(text_of(&sent[1].body).contains("Session started"));
+    let session = db
+        .store
+        .tenant(&tid("acme"))
+        .live_session_in_guild(&did(G1))
+        .await
+        .unwrap()
+        .expect("a live session");
+
+    // Posted in the channel of /session start, for everyone.
+    world
+        .wait("dashboard posted", |s| !s.channel_messages(TEXT).is_empty())
+        .await;
+    let posted = world.fake.channel_messages(TEXT)[0].clone();
+    assert_eq!(embed_title(&posted), "📊 Live session", "{posted}");
+    assert_eq!(posted["flags"], 0, "public");
+    assert_eq!(posted["author"]["id"], BOT_A);
+    assert_eq!(embed_field(&posted, "Session"), format!("`{}`", session.id));
+    assert_eq!(embed_field(&posted, "Campaign"), "Default campaign");
+    assert_eq!(embed_field(&posted, "Utterances"), "0");
+
+    // Edited while it runs, with fresh figures.
+    let line = NewTranscriptLine {
+        speaker_id: DEFAULT_USER_ID.into(),
+        speaker_name: "player".into(),
+        npc_id: None,
+        text: "Hello, innkeeper!".into(),
+        start_ms: common::T0,
+        end_ms: common::T0 + 800,
+        outcome: None,
+        turn_id: None,
+        puppet: false,
+    };
+    db.store
+        .tenant(&tid("acme"))
+        .append_transcript(&session.id, &line)
+        .await
+        .unwrap();
+    world
+        .wait("dashboard edited", |s| {
+            s.channel_messages(TEXT)
+                .first()
+                .is_some_and(|m| !m["edited_timestamp"].is_null() && embed_field(m, "Utterances") == "1")
+        })
+        .await;
+
+    // Finalised on stop: final figures, no further edits.
+    db.clock.advance(Duration::from_secs(65));
+    let text = world.text(TOKEN_A, command("session", Some("stop"), vec![]), 2).await;
+    assert!(text.contains("Session ended"), "{text}");
+    world
+        .wait("dashboard finalised", |s| {
+            s.channel_messages(TEXT)
+                .first()
+                .is_some_and(|m| embed_title(m) == "📊 Session ended")
+        })
+        .await;
+    let last = world.fake.channel_messages(TEXT)[0].clone();
+    assert_eq!(embed_field(&last, "Status"), "⏹️ ended");
+    assert_eq!(embed_field(&last, "Duration"), "1 min 05 s");
+    assert_eq!(embed_field(&last, "Utterances"), "1");
+    let edits = message_edits(&world, &last);
+    assert!(edits >= 2, "{edits} edits");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(message_edits(&world, &last), edits, "no edits after the final one");
+    assert_eq!(world.fake.channel_messages(TEXT).len(), 1, "one dashboard message");
+}
+
+/// A configured dashboard channel is used; a bot shutting down marks its
+/// dashboards offline and edits them no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_channel_and_a_bot_shutdown() {
+    const DASHBOARD: &str = "200000000000000009";
+    let db = common::sqlite().await;
+    let world = world_from(&db, quick_dashboards(Some(DASHBOARD))).await;
+    world.create_tenant("acme", TOKEN_A, &[G1], None).await;
+    world.wait_registered(APP_A, G1).await;
+    let text = world.text(TOKEN_A, command("session", Some("start"), vec![]), 2).await;
+    assert!(text.contains("Session started"), "{text}");
+    world
+        .wait("dashboard posted", |s| !s.channel_messages(DASHBOARD).is_empty())
+        .await;
+    assert!(world.fake.channel_messages(TEXT).is_empty());
+    world.bots.shutdown(Duration::from_secs(10)).await;
+    let last = world.fake.channel_messages(DASHBOARD)[0].clone();
+    assert_eq!(embed_field(&last, "Status"), "⏸️ dashboard offline", "{last}");
+    let edits = message_edits(&world, &last);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(message_edits(&world, &last), edits);
 }
 
 /// Bot tokens and voice tokens never reach a log line, at any level.

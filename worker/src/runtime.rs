@@ -79,6 +79,8 @@ pub struct SessionRuntime {
     brain: SessionHandle,
     brain_task: Option<JoinHandle<()>>,
     pump: Option<JoinHandle<Box<dyn VoiceTransport>>>,
+    /// Requests for the transport, which lives inside the pump.
+    transport_requests: mpsc::Sender<TransportRequest>,
     stop: CancellationToken,
     control: SessionControl,
     playback: Arc<MixerPlayback>,
@@ -126,6 +128,7 @@ impl SessionRuntime {
             return Err(error.into());
         }
         let stop = CancellationToken::new();
+        let (transport_requests, requests) = mpsc::channel(4);
         let pump = tokio::spawn(pump(
             Pump {
                 events: handles.events,
@@ -140,6 +143,7 @@ impl SessionRuntime {
                 phase: spec.phase,
             },
             transport,
+            requests,
             stop.clone(),
         ));
         Ok((
@@ -148,6 +152,7 @@ impl SessionRuntime {
                 brain,
                 brain_task: Some(brain_task),
                 pump: Some(pump),
+                transport_requests,
                 stop,
                 control: handles.control,
                 playback,
@@ -155,6 +160,28 @@ impl SessionRuntime {
             },
             events,
         ))
+    }
+
+    /// Moves the voice connection to a new voice server (Discord's
+    /// VOICE_SERVER_UPDATE, forwarded by the gateway); an empty
+    /// `voice_session_id` keeps the current one. Frames wait while the
+    /// transport reconnects.
+    pub async fn update_voice_server(
+        &self,
+        token: &str,
+        endpoint: &str,
+        voice_session_id: &str,
+    ) -> Result<(), RuntimeError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = TransportRequest::UpdateVoiceServer {
+            token: token.to_string(),
+            endpoint: endpoint.to_string(),
+            voice_session_id: voice_session_id.to_string(),
+            reply,
+        };
+        let gone = || RuntimeError::Transport(TransportError::Connection("the session's pump has stopped".into()));
+        self.transport_requests.send(request).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?.map_err(RuntimeError::Transport)
     }
 
     /// The brain: NPC controls, knowledge updates.
@@ -314,9 +341,21 @@ impl Pump {
     }
 }
 
+/// What the rest of the worker asks of a session's transport.
+enum TransportRequest {
+    /// Reconnect to a new voice server.
+    UpdateVoiceServer {
+        token: String,
+        endpoint: String,
+        voice_session_id: String,
+        reply: tokio::sync::oneshot::Sender<Result<(), TransportError>>,
+    },
+}
+
 async fn pump(
     mut pump: Pump,
     mut transport: Box<dyn VoiceTransport>,
+    mut requests: mpsc::Receiver<TransportRequest>,
     stop: CancellationToken,
 ) -> Box<dyn VoiceTransport> {
     let mut interval = tokio::time::interval(PUMP_INTERVAL);
@@ -325,6 +364,15 @@ async fn pump(
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = interval.tick() => pump.step(transport.as_mut()),
+            Some(request) = requests.recv() => match request {
+                TransportRequest::UpdateVoiceServer { token, endpoint, voice_session_id, reply } => {
+                    let result = transport.update_voice_server(&token, &endpoint, &voice_session_id).await;
+                    if let Err(error) = &result {
+                        tracing::warn!(%error, "moving the voice connection failed");
+                    }
+                    let _ = reply.send(result);
+                }
+            },
         }
     }
     pump.step(transport.as_mut());

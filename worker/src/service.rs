@@ -443,12 +443,18 @@ impl WorkerApi for Worker {
         &self,
         request: v1::UpdateVoiceServerRequest,
     ) -> Result<v1::UpdateVoiceServerResponse, ApiError> {
-        // The transport lives inside the runtime's pump; a reconnect is the
-        // transport's business. Validate and acknowledge for known sessions.
-        self.with_runtime(&request.session_id, async |_runtime| Ok(())).await?;
         if request.token.is_empty() || request.endpoint.is_empty() {
+            // Unknown sessions are still NOT_FOUND, checked first.
+            self.with_runtime(&request.session_id, async |_runtime| Ok(())).await?;
             return Err(ApiError::invalid_argument("token and endpoint are required"));
         }
+        self.with_runtime(&request.session_id, async |runtime| {
+            runtime
+                .update_voice_server(&request.token, &request.endpoint, &request.voice_session_id)
+                .await
+                .map_err(|error| ApiError::unavailable(format!("moving the voice connection failed: {error}")))
+        })
+        .await?;
         Ok(v1::UpdateVoiceServerResponse {})
     }
 

@@ -117,3 +117,41 @@ async fn a_player_asks_and_the_addressed_npc_answers_through_the_engine() {
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[1].text, "Ale and mead. Three copper each.");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voice_server_move_reaches_the_transport_of_a_running_session() {
+    let campaign = Campaign::example();
+    let transport = LoopbackTransport::new(Vec::new(), None);
+    let output = transport.output();
+    let (runtime, _events) = SessionRuntime::start(
+        SessionSpec {
+            brain: SessionSettings::new("rt-move", campaign.campaign.clone()),
+            engine: EngineSettings::default(),
+            roster: Roster::from_definitions(&campaign.npcs),
+            knowledge: Knowledge::from_entities(&campaign.entities),
+            transcript: Arc::new(MemoryTranscript::default()),
+            phase: Duration::ZERO,
+        },
+        Providers {
+            stt: Arc::new(ScriptedStt::new(vec![], Duration::ZERO)),
+            llm: Arc::new(ScriptedLlm::new(vec![], Duration::ZERO, Duration::ZERO)),
+            tts: Arc::new(ToneTts::new(Duration::ZERO, 10)),
+        },
+        Box::new(transport),
+    )
+    .await
+    .unwrap();
+    runtime
+        .update_voice_server("token-2", "eu-west42.discord.media:443", "")
+        .await
+        .unwrap();
+    runtime
+        .update_voice_server("token-3", "us-east7.discord.media:443", "voice-session-2")
+        .await
+        .unwrap();
+    assert_eq!(
+        output.lock().unwrap().voice_server_moves,
+        ["eu-west42.discord.media:443", "us-east7.discord.media:443"]
+    );
+    runtime.stop().await.unwrap();
+}

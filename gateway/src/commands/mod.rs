@@ -13,6 +13,7 @@
 
 pub mod campaign;
 pub mod controller;
+pub mod dashboard;
 pub mod definitions;
 pub mod entity;
 pub mod feedback;
@@ -33,6 +34,7 @@ use std::time::Instant;
 use glyphoxa_pipeline::providers::{LanguageModel, TextToSpeech};
 
 pub use controller::{OrchestratedSessions, SessionController, SessionError, SessionInfo, VoiceConnector};
+pub use dashboard::{DashboardSource, SessionObserver};
 pub use interaction::{Attachment, Interaction, InteractionKind, Invoker, OptionValue};
 pub use permissions::{Access, PermissionChecker};
 pub use reply::{Button, ButtonStyle, Choice, Embed, InitialResponse, Message, Modal, TextInput};
@@ -89,6 +91,9 @@ pub struct CommandContext {
     pub recaps: RecapEngines,
     /// Attachment downloads.
     pub files: Arc<dyn AttachmentSource>,
+    /// Told when `/session start|stop` succeed (the live dashboard); none
+    /// by default.
+    pub observer: Option<Arc<dyn SessionObserver>>,
 }
 
 impl std::fmt::Debug for CommandContext {
@@ -96,6 +101,7 @@ impl std::fmt::Debug for CommandContext {
         f.debug_struct("CommandContext")
             .field("tenant", &self.tenant)
             .field("permissions", &self.permissions)
+            .field("observer", &self.observer.is_some())
             .finish()
     }
 }
@@ -119,6 +125,7 @@ impl CommandContext {
             permissions: PermissionChecker::default(),
             recaps: RecapEngines::default(),
             files,
+            observer: None,
         }
     }
 
@@ -132,6 +139,27 @@ impl CommandContext {
     pub fn with_recaps(mut self, recaps: RecapEngines) -> Self {
         self.recaps = recaps;
         self
+    }
+
+    /// With a session observer (the live dashboard).
+    pub fn with_observer(mut self, observer: Arc<dyn SessionObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Tells the observer, if any, that `session` started from a command
+    /// in `channel`.
+    pub(crate) fn observe_started(&self, session: &SessionInfo, channel: Option<&DiscordId>) {
+        if let Some(observer) = &self.observer {
+            observer.started(session, channel);
+        }
+    }
+
+    /// Tells the observer, if any, that `session` ended.
+    pub(crate) fn observe_stopped(&self, session: &SessionInfo) {
+        if let Some(observer) = &self.observer {
+            observer.stopped(session);
+        }
     }
 
     /// The tenant's store: every query is scoped to this tenant.

@@ -11,7 +11,8 @@ const ENDED: u32 = 0x95_a5_a6;
 
 /// `/session start`: the caller must sit in a voice channel of this guild;
 /// one session per guild. Joins the channel, starts the session on a worker
-/// and answers with its id, campaign and channel.
+/// and answers with its id, campaign and channel; the context's observer
+/// (the live dashboard) learns of it, without delaying the answer.
 pub(crate) async fn start(ctx: &CommandContext, interaction: &Interaction, reply: &mut Reply) -> CommandResult {
     let guild = guild_of(interaction)?;
     if let Some(live) = ctx.sessions.info(guild).await? {
@@ -32,6 +33,8 @@ pub(crate) async fn start(ctx: &CommandContext, interaction: &Interaction, reply
             SessionError::AlreadyActive(_) | SessionError::NoActiveSession => CommandError::from(error),
             other => CommandError::Failed(format!("Could not start the session: {other}")),
         })?;
+    // Returns at once: the dashboard posts in a task of its own.
+    ctx.observe_started(&session, interaction.channel_id.as_ref());
     let mut embed = Embed::titled("🎙️ Session started")
         .field("Session", format!("`{}`", session.id), false)
         .field("Campaign", session.campaign.as_deref().unwrap_or("(none)"), true)
@@ -43,7 +46,8 @@ pub(crate) async fn start(ctx: &CommandContext, interaction: &Interaction, reply
 }
 
 /// `/session stop`: stops the worker, ends the session, leaves voice and
-/// answers with the id and duration. Without a session it says so.
+/// answers with the id and duration (the observer learns of it). Without a
+/// session it says so.
 pub(crate) async fn stop(ctx: &CommandContext, interaction: &Interaction, reply: &mut Reply) -> CommandResult {
     let guild = guild_of(interaction)?;
     if ctx.sessions.info(guild).await?.is_none() {
@@ -51,6 +55,7 @@ pub(crate) async fn stop(ctx: &CommandContext, interaction: &Interaction, reply:
     }
     reply.defer(true).await?;
     let session = ctx.sessions.stop(guild, &interaction.invoker.user_id).await?;
+    ctx.observe_stopped(&session);
     let mut embed = Embed::titled("Session ended")
         .field("Session", format!("`{}`", session.id), false)
         .field("Duration", human_duration(session.duration_ms), true)
@@ -142,6 +147,54 @@ mod tests {
         let mut dm_with_role = command("session", Some("start"));
         dm_with_role.invoker.roles.push(id("555"));
         assert!(bench.text(dm_with_role).await.contains("Session started"));
+    }
+
+    /// Records what the handlers tell it.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<String>>);
+
+    impl crate::commands::SessionObserver for Recorder {
+        fn started(&self, session: &crate::commands::SessionInfo, channel: Option<&crate::ids::DiscordId>) {
+            let channel = channel.map(ToString::to_string).unwrap_or_default();
+            self.0.lock().unwrap().push(format!("started {} {channel}", session.id));
+        }
+        fn stopped(&self, session: &crate::commands::SessionInfo) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("stopped {} {:?}", session.id, session.state));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_observer_learns_of_starts_and_stops_that_succeed() {
+        let mut bench = Bench::new().await;
+        let recorder = std::sync::Arc::new(Recorder::default());
+        bench.ctx = bench.ctx.clone().with_observer(recorder.clone());
+        bench.worker.fail_all(Some(ApiError::Unavailable("worker down".into())));
+        bench.text(command("session", Some("start"))).await;
+        bench.worker.fail_all(None);
+        bench.text(command("session", Some("stop"))).await;
+        assert!(
+            recorder.0.lock().unwrap().is_empty(),
+            "nothing started, nothing stopped"
+        );
+
+        bench.start_session().await;
+        let live = bench.ctx.sessions.info(&id(GUILD)).await.unwrap().unwrap();
+        bench.text(command("session", Some("start"))).await;
+        assert_eq!(
+            *recorder.0.lock().unwrap(),
+            vec![format!("started {} {TEXT_CHANNEL}", live.id)],
+            "a refused second start is not reported"
+        );
+        bench.text(command("session", Some("stop"))).await;
+        bench.text(command("session", Some("stop"))).await;
+        assert_eq!(
+            recorder.0.lock().unwrap().last(),
+            Some(&format!("stopped {} Ended", live.id))
+        );
+        assert_eq!(recorder.0.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]

@@ -395,10 +395,13 @@ impl GatewayBot {
                     }
                 }
                 match context.sessions.stop(&guild, &bot).await {
-                    Ok(session) => tracing::info!(
-                        tenant = %self.tenant, %guild, session_id = %session.id,
-                        "the bot was removed from the voice channel; session ended"
-                    ),
+                    Ok(session) => {
+                        context.observe_stopped(&session);
+                        tracing::info!(
+                            tenant = %self.tenant, %guild, session_id = %session.id,
+                            "the bot was removed from the voice channel; session ended"
+                        )
+                    }
                     Err(error) => tracing::warn!(
                         tenant = %self.tenant, %guild, %error,
                         "the bot was removed from the voice channel but its session could not be ended"

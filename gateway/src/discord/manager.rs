@@ -12,15 +12,19 @@ use std::time::Duration;
 
 use rand::Rng as _;
 use serenity::all::{ClientBuilder, GatewayError, GatewayIntents, Http, HttpBuilder};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::bot::{BotEvents, GatewayBot, StatusCell};
+use super::dashboard::SessionDashboards;
 use super::responder::{describe, status_of};
 use super::voice::VoiceLink;
 use super::DiscordSettings;
 use crate::bots::{BotManager, BotSpec, BotState, BotStatus};
-use crate::commands::{AttachmentSource, CommandContext, OrchestratedSessions, PermissionChecker, RecapEngines};
+use crate::commands::{
+    AttachmentSource, CommandContext, DashboardSource, OrchestratedSessions, PermissionChecker, RecapEngines,
+    SessionObserver, VoiceConnector,
+};
 use crate::crypto::BotToken;
 use crate::ids::{DiscordId, TenantId};
 use crate::orchestrator::Orchestrator;
@@ -31,6 +35,12 @@ enum Control {
     Update {
         guild_ids: Vec<DiscordId>,
         dm_role_id: Option<DiscordId>,
+    },
+    /// Leave the voice channels of these guilds (opcode 4 without a
+    /// channel), then answer `done`.
+    LeaveVoice {
+        guilds: Vec<DiscordId>,
+        done: oneshot::Sender<()>,
     },
     /// Stop; remove the commands first when `unregister`.
     Disconnect { unregister: bool },
@@ -134,6 +144,20 @@ impl SerenityBots {
             tracing::warn!("some Discord bots did not close within the shutdown grace period");
         }
     }
+
+    /// Makes the tenant's bot leave the voice channels of `guilds` and waits
+    /// until the requests are sent (a bot that is not connected is in no
+    /// channel: nothing to do). Full mode calls this when it shuts down.
+    pub async fn leave_voice(&self, tenant_id: &TenantId, guilds: Vec<DiscordId>) {
+        let (done, sent) = oneshot::channel();
+        let queued = self
+            .lock()
+            .get(tenant_id)
+            .is_some_and(|bot| bot.control.send(Control::LeaveVoice { guilds, done }).is_ok());
+        if queued {
+            let _ = sent.await;
+        }
+    }
 }
 
 impl BotManager for SerenityBots {
@@ -141,12 +165,27 @@ impl BotManager for SerenityBots {
         let status = Arc::new(StatusCell::default());
         let (control, commands) = mpsc::unbounded_channel();
         let tenant = spec.tenant_id.clone();
+        let shared = &self.shared;
+        let dashboards = Arc::new(SessionDashboards::new(
+            tenant.clone(),
+            Arc::new(http_client(
+                &spec.token,
+                shared.settings.api_url.as_deref(),
+                shared.client.clone(),
+            )),
+            DashboardSource::new(
+                shared.orchestrator.store().tenant(&tenant),
+                Arc::clone(shared.orchestrator.workers()),
+            ),
+            &shared.settings,
+        ));
         let supervisor = Supervisor {
             shared: Arc::clone(&self.shared),
             spec,
             status: Arc::clone(&status),
             commands,
             failures: 0,
+            dashboards,
         };
         let task = self.runtime.spawn(supervisor.run());
         let old = self.lock().insert(tenant.clone(), TenantBot { status, control, task });
@@ -204,7 +243,13 @@ struct Supervisor {
     commands: mpsc::UnboundedReceiver<Control>,
     /// Failed attempts in a row since the bot was last ready.
     failures: u32,
+    /// The live session dashboards; they outlive reconnects and are
+    /// finalised when the supervisor ends.
+    dashboards: Arc<SessionDashboards>,
 }
+
+/// How long a stopping bot waits for its dashboards' final edits.
+const DASHBOARD_GRACE: Duration = Duration::from_secs(5);
 
 impl Supervisor {
     async fn run(mut self) {
@@ -233,6 +278,7 @@ impl Supervisor {
                 }
             }
         }
+        self.dashboards.shutdown(DASHBOARD_GRACE).await;
         self.status.set(BotState::Disconnected, Some("disconnected".into()));
         tracing::info!(%tenant, "bot disconnected");
     }
@@ -246,6 +292,8 @@ impl Supervisor {
                     self.spec.guild_ids = guild_ids;
                     self.spec.dm_role_id = dm_role_id;
                 }
+                // Not connected: in no voice channel.
+                Control::LeaveVoice { .. } => {}
                 Control::Disconnect { .. } => return,
             }
         }
@@ -263,6 +311,7 @@ impl Supervisor {
                         self.spec.guild_ids = guild_ids;
                         self.spec.dm_role_id = dm_role_id;
                     }
+                    Some(Control::LeaveVoice { .. }) => {}
                     Some(Control::Disconnect { .. }) | None => return false,
                 },
             }
@@ -309,7 +358,8 @@ impl Supervisor {
             Arc::clone(&shared.files),
         )
         .with_permissions(PermissionChecker::new(self.spec.dm_role_id.clone()))
-        .with_recaps(shared.recaps.clone());
+        .with_recaps(shared.recaps.clone())
+        .with_observer(Arc::clone(&self.dashboards) as Arc<dyn SessionObserver>);
         let bot = GatewayBot::new(
             Arc::clone(&http),
             context,
@@ -351,6 +401,12 @@ impl Supervisor {
                         self.spec.guild_ids = guild_ids.clone();
                         self.spec.dm_role_id = dm_role_id.clone();
                         bot.update(guild_ids, dm_role_id).await;
+                    }
+                    Some(Control::LeaveVoice { guilds, done }) => {
+                        for guild in &guilds {
+                            bot.voice().leave(guild).await;
+                        }
+                        let _ = done.send(());
                     }
                     Some(Control::Disconnect { unregister }) => {
                         if unregister {

@@ -11,7 +11,9 @@
 //!   [`crate::commands::VoiceConnector`] (opcode 4, credential capture);
 //! - [`wire`]: our reply model to Discord's JSON and serenity's
 //!   interactions to our model; [`responder::HttpResponder`] sends replies;
-//! - [`attachments::HttpAttachments`]: attachment downloads with a size cap.
+//! - [`attachments::HttpAttachments`]: attachment downloads with a size cap;
+//! - [`dashboard::SessionDashboards`]: the live session dashboard message
+//!   (posted on `/session start`, edited while it runs, finalised on stop).
 //!
 //! Every bot's REST calls go to [`DiscordSettings::api_url`] when it is set
 //! (`GLYPHOXA_DISCORD_API_URL`, SPEC §9), and its gateway WebSocket to the
@@ -19,6 +21,7 @@
 
 pub mod attachments;
 pub mod bot;
+pub mod dashboard;
 pub mod manager;
 pub mod responder;
 pub mod voice;
@@ -31,6 +34,7 @@ use std::time::Duration;
 
 pub use attachments::HttpAttachments;
 pub use bot::GatewayBot;
+pub use dashboard::SessionDashboards;
 pub use manager::{Backoff, SerenityBots};
 pub use voice::VoiceLink;
 
@@ -50,7 +54,16 @@ pub struct DiscordSettings {
     pub backoff: Backoff,
     /// How long one REST call may take.
     pub request_timeout: Duration,
+    /// The text channel of the live session dashboard
+    /// (`discord.dashboard_channel_id`, full mode); `None` = the channel
+    /// where `/session start` was used.
+    pub dashboard_channel_id: Option<String>,
+    /// How often the dashboard is edited while the session runs.
+    pub dashboard_interval: Duration,
 }
+
+/// How often the live dashboard is refreshed by default (issue 10).
+pub const DEFAULT_DASHBOARD_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Default for DiscordSettings {
     fn default() -> Self {
@@ -59,6 +72,8 @@ impl Default for DiscordSettings {
             join_timeout: voice::DEFAULT_JOIN_TIMEOUT,
             backoff: Backoff::default(),
             request_timeout: Duration::from_secs(15),
+            dashboard_channel_id: None,
+            dashboard_interval: DEFAULT_DASHBOARD_INTERVAL,
         }
     }
 }
@@ -74,6 +89,13 @@ impl DiscordSettings {
                 .filter(|url| !url.is_empty()),
             ..Self::default()
         }
+    }
+
+    /// With the dashboard in text channel `channel_id` rather than where
+    /// `/session start` was used.
+    pub fn with_dashboard_channel(mut self, channel_id: impl Into<String>) -> Self {
+        self.dashboard_channel_id = Some(channel_id.into());
+        self
     }
 
     /// With the API origin `api_url`.

@@ -7,6 +7,8 @@
 //! without ever needing an empty database.
 #![allow(dead_code)]
 
+pub mod discord;
+
 use std::sync::Arc;
 
 use glyphoxa_gateway::ids::{DiscordId, TenantId};

@@ -165,4 +165,10 @@ pub trait LanguageModel: Send + Sync {
         let _ = request;
         Ok(())
     }
+
+    /// Waits until the model can answer without loading first (local
+    /// engines load in the background); remote providers are ready at once.
+    async fn ready(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
 }

@@ -12,7 +12,7 @@ use super::error::ProviderError;
 use super::espeak::EspeakTts;
 use super::http::{http_client, CallContext};
 use super::llm::LanguageModel;
-use super::local::{self, LocalLlm, LocalLlmConfig, LocalWhisper, LocalWhisperConfig};
+use super::local::{self, Background, LocalLlm, LocalLlmConfig, LocalWhisper, LocalWhisperConfig};
 use super::metrics::{CallObserver, Stage};
 use super::openai::{self, OpenAiChat, OpenAiSpeech, OpenAiTranscription};
 use super::policy::CallPolicy;
@@ -231,8 +231,15 @@ fn local_stt(
     if let Some(workers) = workers {
         config.workers = workers;
     }
-    let engine = LocalWhisper::load(&config, env.policy.clone(), env.observer.clone()).map_err(local_error)?;
-    tracing::info!(model = %engine.describe(), "local speech recognition ready");
+    // Check the files now; reading the weights happens in the background
+    // so the process serves at once.
+    config.check().map_err(local_error)?;
+    let (policy, observer) = (env.policy.clone(), env.observer.clone());
+    let engine = Background::start(local::STT_PROVIDER, move || {
+        let engine = LocalWhisper::load(&config, policy, observer).map_err(local_error)?;
+        tracing::info!(model = %engine.describe(), "local speech recognition ready");
+        Ok(engine)
+    })?;
     Ok(Arc::new(engine))
 }
 
@@ -286,8 +293,13 @@ fn local_llm(
         config.temperature = t as f32;
     }
     config.chat_template = chat_template;
-    let engine = LocalLlm::load(&config, env.policy.clone(), env.observer.clone()).map_err(local_error)?;
-    tracing::info!(model = %engine.describe(), "local language model ready");
+    config.check().map_err(local_error)?;
+    let (policy, observer) = (env.policy.clone(), env.observer.clone());
+    let engine = Background::start(local::LLM_PROVIDER, move || {
+        let engine = LocalLlm::load(&config, policy, observer).map_err(local_error)?;
+        tracing::info!(model = %engine.describe(), "local language model ready");
+        Ok(engine)
+    })?;
     Ok(Arc::new(engine))
 }
 

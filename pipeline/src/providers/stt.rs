@@ -55,6 +55,13 @@ pub trait SpeechToText: Send + Sync {
 
     /// Opens a transcription session for one utterance.
     async fn open(&self, request: SttRequest) -> Result<SttSession, ProviderError>;
+
+    /// Waits until the provider can transcribe without loading first
+    /// (local engines load in the background); remote providers are ready
+    /// at once.
+    async fn ready(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
 }
 
 /// Audio travelling into a session: at most this many chunks are queued.

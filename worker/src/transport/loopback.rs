@@ -43,6 +43,8 @@ pub struct LoopbackOutput {
     pub audible_frames: u64,
     /// Output frames that carried an Opus packet.
     pub opus_frames: u64,
+    /// Voice servers the session was moved to (endpoints, in order).
+    pub voice_server_moves: Vec<String>,
 }
 
 impl LoopbackOutput {
@@ -152,9 +154,14 @@ impl VoiceTransport for LoopbackTransport {
     async fn update_voice_server(
         &mut self,
         _token: &str,
-        _endpoint: &str,
+        endpoint: &str,
         _voice_session_id: &str,
     ) -> Result<(), TransportError> {
+        let mut output = self
+            .output
+            .lock()
+            .map_err(|_| TransportError::Io("output poisoned".into()))?;
+        output.voice_server_moves.push(endpoint.to_string());
         Ok(())
     }
 

@@ -4,8 +4,9 @@
 //! (through [`glyphoxa_audio::SpeakerInput`]s it attaches) and takes every
 //! 20 ms output frame the engine produces. The loopback transport reads and
 //! writes WAV files (tests, benches, replay); the Discord transport speaks
-//! voice through songbird.
+//! voice through songbird's driver.
 
+pub mod discord;
 pub mod loopback;
 
 use async_trait::async_trait;
@@ -17,6 +18,9 @@ pub enum TransportError {
     /// The voice connection could not be made or was lost.
     #[error("voice connection failed: {0}")]
     Connection(String),
+    /// The voice credentials are missing or malformed (nothing was contacted).
+    #[error("voice credentials missing or invalid: {0}")]
+    Credentials(String),
     /// Audio input or output could not be read or written.
     #[error("audio i/o failed: {0}")]
     Io(String),

@@ -73,6 +73,21 @@ pub struct LocalLlmConfig {
 }
 
 impl LocalLlmConfig {
+    /// Checks that the GGUF file is there and looks like one, without
+    /// loading it (so a missing model is reported when the provider is
+    /// built, not at the first turn).
+    pub fn check(&self) -> Result<(), LocalEngineError> {
+        let path = &self.model_path;
+        if !path.is_file() {
+            return Err(LocalEngineError::Config(format!(
+                "{} does not exist: install the default model with `{}`, or set providers.llm.model to the path of a GGUF file",
+                path.display(),
+                models::INSTALL_COMMAND
+            )));
+        }
+        check_gguf_magic(path)
+    }
+
     /// Defaults for the GGUF at `model_path`.
     pub fn new(model_path: impl Into<PathBuf>) -> Self {
         Self {
@@ -118,7 +133,11 @@ fn backend() -> Result<&'static LlamaBackend, LocalEngineError> {
 
 /// A loaded model and the thread that runs it.
 struct Engine {
-    jobs: Mutex<std_mpsc::Sender<Job>>,
+    /// `None` once the engine is being dropped.
+    jobs: Mutex<Option<std_mpsc::Sender<Job>>>,
+    /// The engine thread, joined on drop: llama.cpp must not be computing
+    /// while the process exits (its teardown would crash under it).
+    thread: Option<std::thread::JoinHandle<()>>,
     path: PathBuf,
     description: String,
     counters: Arc<Counters>,
@@ -167,15 +186,8 @@ impl Engine {
     }
 
     fn start(config: &LocalLlmConfig) -> Result<Engine, LocalEngineError> {
+        config.check()?;
         let path = &config.model_path;
-        if !path.is_file() {
-            return Err(LocalEngineError::Config(format!(
-                "{} does not exist: install the default model with `{}`, or set providers.llm.model to the path of a GGUF file",
-                path.display(),
-                models::INSTALL_COMMAND
-            )));
-        }
-        check_gguf_magic(path)?;
         let backend = backend()?;
         let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default()).map_err(|e| {
             LocalEngineError::Format {
@@ -229,16 +241,34 @@ impl Engine {
         let model = Arc::new(model);
         let counters = Arc::new(Counters::default());
         let engine_counters = counters.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("glyphoxa-llm".into())
             .spawn(move || serve(&model, &template, &settings, backend, &queue, &engine_counters))
             .map_err(|e| LocalEngineError::Config(format!("cannot start the language model thread: {e}")))?;
         Ok(Engine {
-            jobs: Mutex::new(jobs),
+            jobs: Mutex::new(Some(jobs)),
+            thread: Some(thread),
             path: path.clone(),
             description,
             counters,
         })
+    }
+}
+
+impl Drop for Engine {
+    /// Closes the queue (the thread finishes or skips what is queued:
+    /// dropped streams cancel their jobs) and waits for the thread.
+    fn drop(&mut self) {
+        let jobs = match self.jobs.get_mut() {
+            Ok(jobs) => jobs.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        drop(jobs);
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the language model thread panicked");
+            }
+        }
     }
 }
 
@@ -838,7 +868,7 @@ impl LanguageModel for LocalLlm {
             .jobs
             .lock()
             .map_err(|_| ())
-            .and_then(|jobs| jobs.send(job).map_err(|_| ()));
+            .and_then(|jobs| jobs.as_ref().ok_or(())?.send(job).map_err(|_| ()));
         if sent.is_err() {
             let error = ProviderError::Unavailable {
                 provider: PROVIDER,

@@ -11,11 +11,15 @@
 //!   queue for it, tokens stream back as they are sampled, and each
 //!   conversation's evaluated prompt prefix stays in a KV cache slot so the
 //!   next turn only reads what is new.
+//! - [`Background`] is what the provider selection hands out: the engine
+//!   loads on its own thread so a worker serves at once; the first call
+//!   waits for the load.
 //! - [`models`] pins the packages that carry the weights and installs them.
 //!
 //! Loaded models are shared process-wide: building a second engine for the
 //! same files reuses the weights already in memory.
 
+pub mod background;
 mod ct2;
 mod decoder;
 mod llama;
@@ -25,6 +29,7 @@ mod whisper;
 
 use std::path::PathBuf;
 
+pub use background::Background;
 pub use llama::{LlmCounters, LocalLlm, LocalLlmConfig, PROVIDER as LLM_PROVIDER};
 pub use whisper::{LocalWhisper, LocalWhisperConfig, PROVIDER as STT_PROVIDER};
 

@@ -76,6 +76,15 @@ pub struct LocalWhisperConfig {
 }
 
 impl LocalWhisperConfig {
+    /// Checks that the model's files are there, without reading them (so
+    /// a missing model is reported when the provider is built, not at the
+    /// first utterance).
+    pub fn check(&self) -> Result<(), LocalEngineError> {
+        model_file(&self.model_dir, "model.bin")?;
+        model_file(&self.model_dir, "tokenizer.json")?;
+        Ok(())
+    }
+
     /// Defaults for the model in `model_dir`: one worker per two cores, trimmed windows, keyword prompts.
     pub fn new(model_dir: impl Into<PathBuf>) -> Self {
         Self {
@@ -154,20 +163,8 @@ impl Model {
     }
 
     fn load(dir: &Path, workers: usize) -> Result<Model, LocalEngineError> {
-        let missing = |name: &str| {
-            let path = dir.join(name);
-            if path.exists() {
-                Ok(path)
-            } else {
-                Err(LocalEngineError::Config(format!(
-                    "{} is missing: install the model with `{}`, or point providers.stt.options.model_dir at a CTranslate2 Whisper directory",
-                    path.display(),
-                    models::INSTALL_COMMAND
-                )))
-            }
-        };
-        let bin = missing("model.bin")?;
-        let tokenizer_path = missing("tokenizer.json")?;
+        let bin = model_file(dir, "model.bin")?;
+        let tokenizer_path = model_file(dir, "tokenizer.json")?;
         let extras = read_ct2_config(dir)?;
 
         let file = Ct2File::open(&bin)?;
@@ -450,6 +447,20 @@ impl SpeechToText for LocalWhisper {
         Ok(SttSession::batch(PROVIDER, move |pcm| async move {
             engine.transcribe_pcm(pcm, request).await
         }))
+    }
+}
+
+/// `dir/name`, or the error telling how to install the model.
+fn model_file(dir: &Path, name: &str) -> Result<PathBuf, LocalEngineError> {
+    let path = dir.join(name);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(LocalEngineError::Config(format!(
+            "{} is missing: install the model with `{}`, or point providers.stt.options.model_dir at a CTranslate2 Whisper directory",
+            path.display(),
+            models::INSTALL_COMMAND
+        )))
     }
 }
 
