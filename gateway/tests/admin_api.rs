@@ -3,13 +3,13 @@
 
 mod common;
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use base64::Engine as _;
+use common::logs::capture_logs;
 use common::{did, tid, TestDb, T0};
 use glyphoxa_gateway::admin::{self, AdminSettings, AdminState};
 use glyphoxa_gateway::bots::{BotCommand, BotManager, BotState, BotStatus, RecordingBotManager};
@@ -31,64 +31,6 @@ on_both_backends!(
     openapi_matches_routes,
     sessions_usage_and_bot_status
 );
-
-/// Every log line written while a capture is alive.
-///
-/// One global subscriber feeds every live capture. A per-test scoped
-/// subscriber (`set_default`) loses lines: a callsite first hit by a
-/// concurrent test with no subscriber can cache "never interested" just as
-/// this test registers its own. Tests running at the same time may see each
-/// other's lines, which only makes the "no secret in any line" checks stricter.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Logs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-/// The buffers of the captures alive now.
-static CAPTURES: Mutex<Vec<Arc<Mutex<Vec<u8>>>>> = Mutex::new(Vec::new());
-
-struct LogWriter;
-
-impl Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        for sink in CAPTURES.lock().unwrap().iter() {
-            sink.lock().unwrap().extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Stops a capture when dropped.
-struct CaptureGuard(Arc<Mutex<Vec<u8>>>);
-
-impl Drop for CaptureGuard {
-    fn drop(&mut self) {
-        CAPTURES.lock().unwrap().retain(|sink| !Arc::ptr_eq(sink, &self.0));
-    }
-}
-
-fn capture_logs() -> (Logs, CaptureGuard) {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(|| LogWriter)
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber in this test binary");
-    });
-    let logs = Logs::default();
-    CAPTURES.lock().unwrap().push(Arc::clone(&logs.0));
-    let guard = CaptureGuard(Arc::clone(&logs.0));
-    (logs, guard)
-}
 
 struct App {
     router: Router,

@@ -6,12 +6,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use base64::Engine as _;
+use common::logs::capture_logs;
 use common::{did, tid, TestDb};
 use glyphoxa_gateway::bots::{BotManager, BotSpec, BotState};
 use glyphoxa_gateway::commands::definitions::command_set;
@@ -39,40 +39,6 @@ on_both_backends!(
     two_tenants_and_a_rejected_token,
     the_session_dashboard_is_posted_edited_and_finalised,
 );
-
-/// Everything logged by this test binary (every test, every level).
-static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-struct LogWriter;
-
-impl Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOGS.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Captures every log line of the binary from now on (serenity's included).
-fn capture_logs() {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(|| LogWriter)
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber in this test binary");
-    });
-}
-
-fn logs() -> String {
-    String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(std::sync::PoisonError::into_inner)).into_owned()
-}
 
 async fn create_update_change_token_and_delete(db: &TestDb) {
     let world = world(db).await;
@@ -660,7 +626,7 @@ async fn the_dashboard_channel_and_a_bot_shutdown() {
 /// Bot tokens and voice tokens never reach a log line, at any level.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_never_logged() {
-    capture_logs();
+    let (captured, _capture) = capture_logs();
     let db = common::sqlite().await;
     let world = world(&db).await;
     world.create_tenant("acme", TOKEN_A, &[G1], None).await;
@@ -696,7 +662,7 @@ async fn tokens_are_never_logged() {
         .filter_map(|d| d.data["token"].as_str().map(str::to_string))
         .collect();
     assert!(!voice_tokens.is_empty());
-    let logs = logs();
+    let logs = captured.text();
     assert!(logs.contains("slash commands registered"), "the capture works");
     for secret in [TOKEN_A, TOKEN_B, BAD_TOKEN]
         .iter()

@@ -8,7 +8,7 @@
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,13 +20,11 @@ use glyphoxa_gateway::discord::fake::fixtures::DEFAULT_USER_ID;
 use glyphoxa_gateway::discord::fake::{InteractionFixture, OptionFixture};
 use glyphoxa_gateway::ids::SessionId;
 use glyphoxa_gateway::store::NewTranscriptLine;
-use glyphoxa_gateway::workers::{Placement, WorkerClient, WorkerError, WorkerHealth};
 use glyphoxa_pipeline::campaign::EntityKind;
 use glyphoxa_pipeline::providers::{
     ChatRequest, FinishReason, LanguageModel, LlmEvent, LlmStream, PcmChunk, ProviderError, TextToSpeech, TtsRequest,
 };
-use glyphoxa_proto::v1::{AudioPriority, PlayAudioHeader, PlayAudioResponse, StartSessionRequest};
-use glyphoxa_proto::{ApiError, PcmStream, WorkerApi};
+use glyphoxa_proto::v1::AudioPriority;
 use serde_json::{json, Value};
 
 on_both_backends!(
@@ -551,64 +549,15 @@ impl TextToSpeech for CountingNarrator {
     }
 }
 
-/// Every PlayAudio header with the bytes of its stream.
-type Plays = Arc<Mutex<Vec<(PlayAudioHeader, Vec<u8>)>>>;
-
-/// The worker client, recording what PlayAudio streams to the worker.
-struct RecordingWorkers {
-    inner: Arc<dyn WorkerClient>,
-    plays: Plays,
-}
-
-#[async_trait]
-impl WorkerClient for RecordingWorkers {
-    async fn start_session(&self, request: StartSessionRequest) -> Result<Placement, WorkerError> {
-        self.inner.start_session(request).await
-    }
-
-    fn worker(&self, address: &str) -> Result<Arc<dyn WorkerApi>, WorkerError> {
-        self.inner.worker(address)
-    }
-
-    async fn health(&self) -> Vec<WorkerHealth> {
-        self.inner.health().await
-    }
-
-    async fn play_audio(
-        &self,
-        worker: &str,
-        header: PlayAudioHeader,
-        pcm: PcmStream,
-    ) -> Result<PlayAudioResponse, WorkerError> {
-        let chunks: Vec<Result<Vec<u8>, ApiError>> = pcm.collect().await;
-        let bytes: Vec<u8> = chunks
-            .iter()
-            .filter_map(|c| c.as_ref().ok())
-            .flatten()
-            .copied()
-            .collect();
-        self.plays
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((header.clone(), bytes));
-        self.inner
-            .play_audio(worker, header, Box::pin(futures_util::stream::iter(chunks)))
-            .await
-    }
-}
-
 async fn session_recap_and_voice_recap(db: &TestDb) {
     let narrator = Arc::new(CountingNarrator::default());
     let summarizer = Arc::new(CountingSummarizer::default());
-    let plays: Plays = Arc::default();
-    let recorded = Arc::clone(&plays);
     let options = WorldOptions {
         recaps: RecapEngines {
             summarizer: Some(Arc::clone(&summarizer) as Arc<dyn LanguageModel>),
             narrator: Some(Arc::clone(&narrator) as Arc<dyn TextToSpeech>),
             narrator_voice: "bard".into(),
         },
-        workers: Box::new(move |inner| Arc::new(RecordingWorkers { inner, plays: recorded })),
         ..WorldOptions::default()
     };
     let world = acme(db, options).await;
@@ -673,15 +622,15 @@ async fn session_recap_and_voice_recap(db: &TestDb) {
     );
     assert_eq!(summarizer.calls.load(Ordering::SeqCst), 1);
     let deadline = tokio::time::Instant::now() + WAIT;
-    while plays.lock().unwrap_or_else(PoisonError::into_inner).is_empty() {
+    while world.worker.plays().is_empty() {
         assert!(tokio::time::Instant::now() < deadline, "no PlayAudio");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let calls = world.worker.calls();
     assert!(calls.contains(&format!("PlayAudio({second_session})")), "{calls:?}");
     {
-        let plays = plays.lock().unwrap_or_else(PoisonError::into_inner);
-        let (header, bytes) = &plays[0];
+        let plays = world.worker.plays();
+        let (header, bytes) = (&plays[0].header, &plays[0].pcm);
         assert_eq!(header.session_id, second_session.as_str());
         assert_eq!(header.priority, AudioPriority::Narrator as i32);
         assert!(bytes.len() > 1000, "{} bytes of narration", bytes.len());
@@ -699,16 +648,14 @@ async fn session_recap_and_voice_recap(db: &TestDb) {
         .await;
     assert!(text.contains("Previously, on your campaign"), "{text}");
     let deadline = tokio::time::Instant::now() + WAIT;
-    while plays.lock().unwrap_or_else(PoisonError::into_inner).len() < 2 {
+    while world.worker.plays().len() < 2 {
         assert!(tokio::time::Instant::now() < deadline, "no second PlayAudio");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(narrator.calls.load(Ordering::SeqCst), narrated, "cached audio");
     assert_eq!(summarizer.calls.load(Ordering::SeqCst), 1, "cached text");
-    let (first_play, replay) = {
-        let plays = plays.lock().unwrap_or_else(PoisonError::into_inner);
-        (plays[0].1.len(), plays[1].1.len())
-    };
+    let plays = world.worker.plays();
+    let (first_play, replay) = (plays[0].pcm.len(), plays[1].pcm.len());
     assert_eq!(first_play, replay, "the same narration again");
 
     // /session recap during the live session recaps it (so far).

@@ -873,8 +873,6 @@ mod tests {
     use futures_util::StreamExt as _;
     use glyphoxa_pipeline::campaign::Campaign;
     use glyphoxa_pipeline::providers::{FinishReason, LlmStream, PcmChunk, ProviderError};
-    use glyphoxa_proto::v1::StartSessionRequest;
-    use glyphoxa_proto::WorkerApi;
 
     use super::*;
     use crate::commands::interaction::OptionValue;
@@ -885,7 +883,6 @@ mod tests {
     use crate::ids::CampaignId;
     use crate::store::NewTranscriptLine;
     use crate::time::Clock as _;
-    use crate::workers::{Placement, WorkerClient, WorkerHealth};
 
     /// A summariser that counts its calls and answers `reply` (or fails).
     struct CountingLlm {
@@ -981,44 +978,6 @@ mod tests {
         }
     }
 
-    /// Every PlayAudio header with the chunk sizes of its stream.
-    type Plays = Arc<Mutex<Vec<(PlayAudioHeader, Arc<Mutex<Vec<usize>>>)>>>;
-
-    /// Forwards to the bench's client and records every PlayAudio header
-    /// and the chunk sizes of its stream.
-    struct RecordingWorkers {
-        inner: Arc<dyn WorkerClient>,
-        plays: Plays,
-    }
-
-    #[async_trait]
-    impl WorkerClient for RecordingWorkers {
-        async fn start_session(&self, request: StartSessionRequest) -> Result<Placement, WorkerError> {
-            self.inner.start_session(request).await
-        }
-        fn worker(&self, address: &str) -> Result<Arc<dyn WorkerApi>, WorkerError> {
-            self.inner.worker(address)
-        }
-        async fn health(&self) -> Vec<WorkerHealth> {
-            self.inner.health().await
-        }
-        async fn play_audio(
-            &self,
-            worker: &str,
-            header: PlayAudioHeader,
-            pcm: PcmStream,
-        ) -> Result<PlayAudioResponse, WorkerError> {
-            let sizes = Arc::new(Mutex::new(Vec::new()));
-            self.plays.lock().unwrap().push((header.clone(), sizes.clone()));
-            let pcm: PcmStream = Box::pin(pcm.inspect(move |chunk| {
-                if let Ok(chunk) = chunk {
-                    sizes.lock().unwrap().push(chunk.len());
-                }
-            }));
-            self.inner.play_audio(worker, header, pcm).await
-        }
-    }
-
     /// Gives the bench's commands these recap engines (narrator voice "bard").
     fn engines(bench: &mut Bench, llm: Option<Arc<CountingLlm>>, tts: Option<Arc<CountingTts>>) {
         let recaps = RecapEngines {
@@ -1027,16 +986,6 @@ mod tests {
             narrator_voice: "bard".into(),
         };
         bench.ctx = bench.ctx.clone().with_recaps(recaps);
-    }
-
-    /// Wraps the bench's worker client to record PlayAudio calls.
-    fn record_plays(bench: &mut Bench) -> Plays {
-        let plays: Plays = Arc::default();
-        bench.ctx.workers = Arc::new(RecordingWorkers {
-            inner: bench.ctx.workers.clone(),
-            plays: plays.clone(),
-        });
-        plays
     }
 
     /// A player's transcript line.
@@ -1394,7 +1343,6 @@ mod tests {
         let llm = CountingLlm::answering("Previously, the heroes braved the crypt. Something stirred below.");
         let tts = Arc::new(CountingTts::default());
         engines(&mut bench, Some(llm.clone()), Some(tts.clone()));
-        let plays = record_plays(&mut bench);
         let previous = played(&bench, &[("Pip", "We enter the crypt.", 5)]).await;
         let live = begin(&bench, GUILD, &[("Pip", "Where were we?", 1)]).await;
 
@@ -1417,14 +1365,13 @@ mod tests {
         assert!(tts.voices.lock().unwrap().iter().all(|v| v.as_deref() == Some("bard")));
 
         {
-            let plays = plays.lock().unwrap();
+            let plays = bench.worker.plays();
             assert_eq!(plays.len(), 1);
-            let (header, sizes) = &plays[0];
+            let (header, sizes) = (&plays[0].header, &plays[0].chunk_sizes);
             assert_eq!(header.session_id, live.as_str(), "played into the live session");
             assert_eq!(header.priority, AudioPriority::Narrator as i32);
             assert_eq!(header.label, "voice-recap");
             assert_eq!((header.sample_rate, header.channels), (24_000, 1));
-            let sizes = sizes.lock().unwrap();
             assert!(sizes.len() > 1);
             assert!(sizes[..sizes.len() - 1].iter().all(|&s| s == 4_800), "100 ms chunks");
             assert!(sizes.iter().all(|&s| s <= 4_800 && s % 2 == 0));
@@ -1440,7 +1387,7 @@ mod tests {
         assert!(text.contains("Saved summary."), "{text}");
         assert_eq!(llm.calls(), 1);
         assert_eq!(tts.calls(), narrated);
-        assert_eq!(plays.lock().unwrap().len(), 2);
+        assert_eq!(bench.worker.plays().len(), 2);
 
         // The text recap reuses the same summary.
         let text = deferred(&bench.run(recap_of(Some(previous.as_str()))).await);
@@ -1456,7 +1403,6 @@ mod tests {
         let mut bench = Bench::new().await;
         let tts = Arc::new(CountingTts::default());
         engines(&mut bench, None, Some(tts.clone()));
-        record_plays(&mut bench);
         let previous = played(
             &bench,
             &[("Pip", "We enter the crypt.", 5), ("Grimble", "Turn back!", 8)],

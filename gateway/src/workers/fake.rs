@@ -30,6 +30,18 @@ struct Inner {
     start_delay: Duration,
     draining: bool,
     calls: Vec<String>,
+    plays: Vec<RecordedPlay>,
+}
+
+/// One PlayAudio stream as the fake worker received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedPlay {
+    /// The stream's header.
+    pub header: PlayAudioHeader,
+    /// The size of each PCM chunk, in bytes, in order.
+    pub chunk_sizes: Vec<usize>,
+    /// All PCM bytes received.
+    pub pcm: Vec<u8>,
 }
 
 /// An in-memory voice worker: records calls, keeps sessions and NPC mute
@@ -88,6 +100,11 @@ impl FakeWorker {
     /// Ids of the sessions it runs.
     pub fn sessions(&self) -> Vec<String> {
         self.lock().sessions.keys().cloned().collect()
+    }
+
+    /// Every PlayAudio stream received so far, in order.
+    pub fn plays(&self) -> Vec<RecordedPlay> {
+        self.lock().plays.clone()
     }
 
     /// Every call so far, as `Method(session_id)`.
@@ -327,9 +344,28 @@ impl WorkerApi for FakeWorker {
     async fn play_audio(&self, header: PlayAudioHeader, mut pcm: PcmStream) -> Result<PlayAudioResponse, ApiError> {
         self.enter(format!("PlayAudio({})", header.session_id))?;
         self.with_session(&header.session_id, |_| Ok(()))?;
-        let mut bytes = 0u64;
+        let mut play = RecordedPlay {
+            header: header.clone(),
+            chunk_sizes: Vec::new(),
+            pcm: Vec::new(),
+        };
+        let mut failed = None;
         while let Some(chunk) = pcm.next().await {
-            bytes += chunk?.len() as u64;
+            match chunk {
+                Ok(chunk) => {
+                    play.chunk_sizes.push(chunk.len());
+                    play.pcm.extend_from_slice(&chunk);
+                }
+                Err(error) => {
+                    failed = Some(error);
+                    break;
+                }
+            }
+        }
+        let bytes = play.pcm.len() as u64;
+        self.lock().plays.push(play);
+        if let Some(error) = failed {
+            return Err(error);
         }
         let frame = 2 * u64::from(header.channels.max(1));
         let rate = u64::from(header.sample_rate.max(1));

@@ -70,9 +70,6 @@ pub struct World {
     pub bots: Arc<SerenityBots>,
 }
 
-/// Wraps the worker client of a [`World`].
-pub type WrapWorkers = Box<dyn FnOnce(Arc<dyn WorkerClient>) -> Arc<dyn WorkerClient>>;
-
 /// How a [`World`] is built.
 pub struct WorldOptions {
     /// How long a voice join waits for Discord's voice events.
@@ -82,8 +79,6 @@ pub struct WorldOptions {
     /// Changes to the bots' Discord settings (API origin and backoff are
     /// set already).
     pub discord: Box<dyn FnOnce(DiscordSettings) -> DiscordSettings>,
-    /// Wraps the worker client (e.g. to record PlayAudio streams).
-    pub workers: WrapWorkers,
 }
 
 impl Default for WorldOptions {
@@ -92,7 +87,6 @@ impl Default for WorldOptions {
             join_timeout: Duration::from_secs(5),
             recaps: RecapEngines::default(),
             discord: Box::new(|settings| settings),
-            workers: Box::new(|workers| workers),
         }
     }
 }
@@ -142,7 +136,7 @@ pub async fn world_from(db: &TestDb, options: WorldOptions) -> World {
     let workers: Arc<dyn WorkerClient> = Arc::new(InProcessWorkerClient::new(worker.clone()));
     let orchestrator = Arc::new(Orchestrator::new(
         db.store.clone(),
-        (options.workers)(workers),
+        workers,
         OrchestratorSettings::default(),
     ));
     let settings = (options.discord)(DiscordSettings {

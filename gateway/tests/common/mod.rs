@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod discord;
+pub mod logs;
 
 use std::sync::Arc;
 
