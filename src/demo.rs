@@ -4,8 +4,9 @@
 //! Two players (voiced by espeak-ng) talk to two NPCs of the bundled
 //! campaign; the second player cuts into the first NPC's answer (a
 //! barge-in). The scene runs through `glyphoxa replay` (loopback transport,
-//! real time) with the configured providers — by default the offline
-//! engines, whose models are installed first when missing.
+//! deterministic virtual time unless `--realtime`) with the configured
+//! providers — by default the offline engines, whose models are installed
+//! first when missing.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,11 @@ pub struct SceneLine {
 
 /// The scene: Ana asks Grimble, Bram cuts into Grimble's answer to ask
 /// Elara, then Ana asks Grimble again once Elara has had her say.
+///
+/// On the replay's virtual clock a provider's answer takes no time, so
+/// Grimble starts answering about 320 ms after Ana's voice ends (VAD
+/// hangover and one tick); Bram starts 400 ms after her and keeps talking
+/// past the barge-in confirm window, whatever Grimble says.
 pub const SCENE: [SceneLine; 3] = [
     SceneLine {
         player: 0,
@@ -45,7 +51,7 @@ pub const SCENE: [SceneLine; 3] = [
     },
     SceneLine {
         player: 1,
-        pause_ms: 3_000,
+        pause_ms: 400,
         text: "Elara, do you know any songs about the lost mine?",
     },
     SceneLine {
@@ -63,6 +69,8 @@ const TAIL_MS: u32 = 9_000;
 pub struct DemoRequest {
     /// Output folder (created): the players' tracks, `npcs.wav`, `report.json`.
     pub out_dir: PathBuf,
+    /// Play the scene in real time instead of on the deterministic virtual clock.
+    pub realtime: bool,
 }
 
 /// Generates the scene, makes sure the offline models are there, replays the
@@ -86,6 +94,7 @@ pub async fn run(
         out: Some(request.out_dir.join("npcs.wav")),
         report: Some(request.out_dir.join("report.json")),
         dm: None,
+        realtime: request.realtime,
     };
     crate::replay::run(config, replay, out, err).await?;
     let _ = writeln!(

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use glyphoxa_gateway::bots::{BotManager, BotSpec, BotState, BotStatus};
+use glyphoxa_gateway::commands::RecapEngines;
 use glyphoxa_gateway::crypto::BotToken;
 use glyphoxa_gateway::discord::attachments::DEFAULT_DOWNLOAD_TIMEOUT;
 use glyphoxa_gateway::discord::{DiscordSettings, HttpAttachments, SerenityBots};
@@ -64,12 +65,15 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const ORPHANED: &str = "full mode restarted: the previous process ended without stopping this session";
 
 /// The parts of full mode that tests replace: the speech and language
-/// providers of the in-process worker and its voice transports.
+/// providers of the in-process worker, its voice transports and the recap
+/// engines of the bot.
 pub struct FullModeParts {
     /// STT, LLM and TTS shared by every session.
     pub providers: Providers,
     /// Makes each session's voice transport.
     pub transports: Arc<dyn TransportFactory>,
+    /// The summariser and narrator of `/session recap` and `voice-recap`.
+    pub recaps: RecapEngines,
 }
 
 impl std::fmt::Debug for FullModeParts {
@@ -79,12 +83,14 @@ impl std::fmt::Debug for FullModeParts {
 }
 
 impl FullModeParts {
-    /// The configured providers (`providers:`; absent = the offline engines)
-    /// and transports (`worker.transport`).
+    /// The configured providers (`providers:`; absent = the offline engines),
+    /// transports (`worker.transport`) and recap engines (the configured
+    /// language model and text to speech).
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
         Ok(Self {
             providers: crate::worker_mode::providers(config)?,
             transports: crate::worker_mode::transports(config),
+            recaps: crate::gateway_mode::recap_engines(config)?,
         })
     }
 }
@@ -166,7 +172,11 @@ pub async fn start(config: &Config, parts: FullModeParts) -> Result<FullMode, Fu
         .context("the campaign file (campaign:)")
         .map_err(config_error)?;
     check_espeak(config).await?;
-    let recaps = crate::gateway_mode::recap_engines(config).map_err(config_error)?;
+    let FullModeParts {
+        providers,
+        transports,
+        recaps,
+    } = parts;
     let tenant = TenantId::parse(TENANT).map_err(|e| FullModeError::Failed(e.into()))?;
     let guild_ids: Vec<DiscordId> = match &config.discord.guild_id {
         Some(guild) => vec![DiscordId::parse(guild.as_str())
@@ -204,8 +214,8 @@ pub async fn start(config: &Config, parts: FullModeParts) -> Result<FullMode, Fu
     let reports = Arc::new(LateGatewayApi::new());
     let worker = Worker::new(
         crate::worker_mode::worker_settings(config),
-        parts.providers,
-        parts.transports,
+        providers,
+        transports,
         Some(Arc::clone(&reports) as Arc<dyn GatewayApi>),
     );
     let workers: Arc<dyn WorkerClient> = Arc::new(InProcessWorkerClient::new(worker.clone()));
@@ -263,6 +273,11 @@ pub async fn start(config: &Config, parts: FullModeParts) -> Result<FullMode, Fu
             return Err(config_error(error));
         }
     };
+    let states = glyphoxa_gateway::bots::publish_bot_states(
+        Arc::clone(&bots) as Arc<dyn BotManager>,
+        glyphoxa_gateway::server::BOT_METRICS_INTERVAL,
+        stopped(stop_rx.clone()),
+    );
     let cleanup = Arc::clone(&orchestrator).run_cleanup(stopped(stop_rx));
     let mode = FullMode {
         tenant: tenant.clone(),
@@ -274,6 +289,7 @@ pub async fn start(config: &Config, parts: FullModeParts) -> Result<FullMode, Fu
         tasks: vec![
             ("health and metrics listener", observability),
             ("session cleanup loop", tokio::spawn(cleanup)),
+            ("bot state metrics", tokio::spawn(states)),
         ],
     };
 
@@ -450,6 +466,7 @@ fn readiness(store: Store, bots: Arc<SerenityBots>, tenant: TenantId) -> Readine
                 Ok(()) => Check::ready("database", format!("{:?} answers", store.backend())),
                 Err(error) => Check::failing("database", error.to_string()),
             };
+            glyphoxa_gateway::bots::BotCounts::of(&bots.statuses()).publish();
             let status = bots.status(&tenant);
             let detail = match &status.message {
                 Some(message) => format!("{:?}: {message}", status.state),

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use futures_util::FutureExt;
+use glyphoxa_gateway::bots::{BotCounts, BotManager};
 use glyphoxa_gateway::commands::RecapEngines;
+use glyphoxa_gateway::ids::TenantId;
 use glyphoxa_gateway::orchestrator::Orchestrator;
 use glyphoxa_gateway::workers::CircuitState;
 use glyphoxa_gateway::{Gateway, GatewaySettings};
@@ -74,7 +76,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = crate::worker_mode::shutdown_signal().shared();
     let (_, observability) = crate::observability::serve(
         config.metrics_addr(Mode::Gateway).0,
-        readiness(Arc::clone(gateway.orchestrator())),
+        readiness(Arc::clone(gateway.orchestrator()), Arc::clone(gateway.bots())),
         shutdown.clone(),
     )
     .await?;
@@ -85,11 +87,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The gateway is ready when its database answers and at least one worker
-/// answers with its circuit closed.
-pub fn readiness(orchestrator: Arc<Orchestrator>) -> Readiness {
+/// The gateway is ready when its database answers, at least one worker
+/// answers with its circuit closed, and its tenants' bots are reachable
+/// (see [`bots_check`]).
+pub fn readiness(orchestrator: Arc<Orchestrator>, bots: Arc<dyn BotManager>) -> Readiness {
     Arc::new(move || {
         let orchestrator = Arc::clone(&orchestrator);
+        let bots = Arc::clone(&bots);
         Box::pin(async move {
             let database = match orchestrator.store().ping().await {
                 Ok(()) => Check::ready("database", format!("{:?} answers", orchestrator.store().backend())),
@@ -113,9 +117,38 @@ pub fn readiness(orchestrator: Arc<Orchestrator>) -> Readiness {
                 (_, 0) => Check::failing("workers", format!("no worker answers: {detail}")),
                 (total, healthy) => Check::ready("workers", format!("{healthy} of {total} answer: {detail}")),
             };
-            vec![database, workers]
+            let counts = BotCounts::of(&bots.statuses());
+            counts.publish();
+            vec![database, workers, bots_check(&counts)]
         })
     })
+}
+
+/// The `bots` readiness check of a gateway: ready without tenant bots or
+/// while at least one is connected; one tenant's failing bot (a rejected
+/// token) is that tenant's problem and only named in the detail, but no
+/// bot connected at all means Discord cannot be reached from here.
+pub fn bots_check(counts: &BotCounts) -> Check {
+    if counts.total() == 0 {
+        return Check::ready("bots", "no tenant bots");
+    }
+    let mut detail = format!(
+        "{} of {} connected, {} connecting, {} disconnected, {} failed",
+        counts.connected,
+        counts.total(),
+        counts.connecting,
+        counts.disconnected,
+        counts.error
+    );
+    if !counts.failed_tenants.is_empty() {
+        let tenants: Vec<&str> = counts.failed_tenants.iter().map(TenantId::as_str).collect();
+        detail.push_str(&format!(" (failed: {})", tenants.join(", ")));
+    }
+    if counts.connected == 0 {
+        Check::failing("bots", detail)
+    } else {
+        Check::ready("bots", detail)
+    }
 }
 
 /// Applies the database migrations and says what was done.
@@ -130,4 +163,47 @@ pub async fn migrate(config: &Config) -> anyhow::Result<String> {
         report.applied,
         report.version
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use glyphoxa_gateway::bots::{BotState, BotStatus};
+
+    use super::*;
+
+    fn bots(states: &[(&str, BotState)]) -> BotCounts {
+        let statuses: Vec<(TenantId, BotStatus)> = states
+            .iter()
+            .map(|(tenant, state)| {
+                let status = BotStatus {
+                    state: *state,
+                    message: None,
+                    guild_count: 1,
+                };
+                (TenantId::parse(tenant).expect("tenant id"), status)
+            })
+            .collect();
+        BotCounts::of(&statuses)
+    }
+
+    #[test]
+    fn the_bots_check_fails_only_when_no_bot_is_connected() {
+        let none = bots_check(&bots(&[]));
+        assert!(none.ready && none.detail.contains("no tenant bots"), "{none:?}");
+
+        let one_bad = bots_check(&bots(&[("acme", BotState::Connected), ("bravo", BotState::Error)]));
+        assert!(one_bad.ready, "one tenant's rejected token: {one_bad:?}");
+        assert!(
+            one_bad.detail.contains("1 of 2 connected") && one_bad.detail.contains("failed: bravo"),
+            "{one_bad:?}"
+        );
+
+        let starting = bots_check(&bots(&[("acme", BotState::Connecting)]));
+        assert!(!starting.ready, "{starting:?}");
+        let all_bad = bots_check(&bots(&[("acme", BotState::Error), ("bravo", BotState::Disconnected)]));
+        assert!(
+            !all_bad.ready && all_bad.detail.contains("0 of 2 connected"),
+            "{all_bad:?}"
+        );
+    }
 }

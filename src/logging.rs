@@ -5,14 +5,22 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, ServerConfig};
 
-/// llama.cpp reports every model-loading step at INFO; keep it to warnings
-/// unless the configured filter names it (or `RUST_LOG` is used).
+/// Crates too talkative for the configured level, and the level they get
+/// unless the configured filter names them (or `RUST_LOG` is used):
+/// llama.cpp reports every model-loading step at INFO, serenity every
+/// HTTP route and gateway event at DEBUG.
+const TALKATIVE: [(&str, &str); 2] = [("llama-cpp-2", "warn"), ("serenity", "info")];
+
+/// The configured filter with [`TALKATIVE`] crates turned down.
 fn quiet_engines(log_level: &str) -> String {
-    if log_level.contains("llama") {
-        log_level.to_string()
-    } else {
-        format!("{log_level},llama-cpp-2=warn")
+    let mut filter = log_level.to_string();
+    for (target, level) in TALKATIVE {
+        let named = target.split('-').next().is_some_and(|stem| log_level.contains(stem));
+        if !named {
+            filter.push_str(&format!(",{target}={level}"));
+        }
     }
+    filter
 }
 
 /// Installs the global logger; a second call does nothing.
@@ -37,7 +45,14 @@ mod tests {
 
     #[test]
     fn llama_cpp_is_quiet_unless_asked_for() {
-        assert_eq!(quiet_engines("info"), "info,llama-cpp-2=warn");
-        assert_eq!(quiet_engines("debug,llama-cpp-2=info"), "debug,llama-cpp-2=info");
+        assert_eq!(quiet_engines("info"), "info,llama-cpp-2=warn,serenity=info");
+        assert_eq!(
+            quiet_engines("debug,llama-cpp-2=info"),
+            "debug,llama-cpp-2=info,serenity=info"
+        );
+        assert_eq!(
+            quiet_engines("debug,serenity=trace"),
+            "debug,serenity=trace,llama-cpp-2=warn"
+        );
     }
 }

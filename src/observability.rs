@@ -62,6 +62,13 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0,
 ];
 
+/// Buckets in seconds for the control RPC histograms (`*_rpc_seconds`):
+/// 100 µs to 2.5 s, dense below the 1 ms MuteNPC budget. The matcher's
+/// suffix sorts before `_seconds`, so it wins.
+const RPC_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
 /// Installs the process-wide Prometheus recorder once and returns its handle
 /// (later calls return the same handle).
 pub fn recorder() -> anyhow::Result<PrometheusHandle> {
@@ -72,6 +79,8 @@ pub fn recorder() -> anyhow::Result<PrometheusHandle> {
     let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
         .context("metric buckets")?
+        .set_buckets_for_metric(Matcher::Suffix("_rpc_seconds".into()), RPC_BUCKETS)
+        .context("RPC metric buckets")?
         .build_recorder();
     let handle = recorder.handle();
     // Only the first installation wins; a test that raced us installed the same kind.
@@ -202,6 +211,7 @@ mod tests {
         let handle = recorder().unwrap();
         metrics::counter!("glyphoxa_observability_test_total", "kind" => "probe").increment(3);
         metrics::histogram!("glyphoxa_observability_test_seconds").record(0.3);
+        metrics::histogram!("glyphoxa_observability_test_rpc_seconds").record(0.0004);
         let app = router(handle, readiness(vec![Check::ready("database", "ok")]));
         assert_eq!(get(app.clone(), "/readyz").await.0, StatusCode::OK);
         let (status, text) = get(app, "/metrics").await;
@@ -213,6 +223,11 @@ mod tests {
         // Latency histograms get buckets, not quantile summaries.
         assert!(
             text.contains("glyphoxa_observability_test_seconds_bucket{le=\"0.3\"} 1"),
+            "{text}"
+        );
+        // Control RPCs get sub-millisecond buckets.
+        assert!(
+            text.contains("glyphoxa_observability_test_rpc_seconds_bucket{le=\"0.0005\"} 1"),
             "{text}"
         );
     }

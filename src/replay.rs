@@ -1,5 +1,7 @@
 //! `glyphoxa replay`: a session offline from WAV files (see
 //! [`glyphoxa_worker::replay`]), with the configured providers and campaign.
+//! Deterministic by default (virtual time that stands still while a
+//! provider answers); `--realtime` plays the input against the wall clock.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,7 +11,7 @@ use anyhow::Context;
 use glyphoxa_pipeline::knowledge::Knowledge;
 use glyphoxa_pipeline::orchestrator::SessionSettings;
 use glyphoxa_pipeline::roster::Roster;
-use glyphoxa_worker::replay::{replay, ReplaySpec};
+use glyphoxa_worker::replay::{replay, Pacing, ReplaySpec};
 use glyphoxa_worker::transport::loopback::LoopbackSpeaker;
 
 use crate::config::Config;
@@ -25,6 +27,8 @@ pub struct ReplayRequest {
     pub report: Option<PathBuf>,
     /// Which input is the DM.
     pub dm: Option<PathBuf>,
+    /// Play the input in real time instead of on the deterministic virtual clock.
+    pub realtime: bool,
 }
 
 /// Runs the replay, prints the table to `out` and progress to `err`.
@@ -75,12 +79,22 @@ pub async fn run(
         roster: Roster::from_definitions(&campaign.npcs),
         knowledge: Knowledge::from_entities(&campaign.entities),
         drain_timeout: Duration::from_secs(60),
+        pacing: if request.realtime {
+            Pacing::Realtime
+        } else {
+            Pacing::Virtual
+        },
     };
     let _ = writeln!(
         err,
-        "replaying {} input(s) against {:?} in real time",
+        "replaying {} input(s) against {:?} {}",
         request.inputs.len(),
-        campaign.campaign.name
+        campaign.campaign.name,
+        if request.realtime {
+            "in real time"
+        } else {
+            "on a virtual clock (deterministic; provider time is measured and added to the latencies)"
+        }
     );
     let report = replay(spec, providers, |heard, total| {
         eprintln!("  {:.1} s / {:.1} s", heard as f64 / 1000.0, total as f64 / 1000.0);

@@ -428,6 +428,8 @@ fn replay_prints_two_turns_and_writes_npc_audio() {
         format!("providers:\n  stt: {{ name: openai, base_url: \"{base}\" }}\n  llm: {{ name: openai, base_url: \"{base}\" }}\n"),
     )
     .unwrap();
+    // Deterministic by default: the virtual clock stands still while the
+    // fake server answers, so the machine's speed changes nothing.
     let out = glyphoxa(
         &["replay", "alice.wav", "--out", "npcs.wav", "--report", "report.json"],
         &[],
@@ -435,6 +437,7 @@ fn replay_prints_two_turns_and_writes_npc_audio() {
     );
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("virtual clock"), "{}", text(&out.stderr));
     let rows: Vec<&str> = stdout.lines().filter(|l| l.contains(" alice ")).collect();
     assert_eq!(rows.len(), 2, "{stdout}");
     assert!(rows[0].contains("Grimble") && rows[0].contains("spoke"), "{stdout}");
@@ -458,6 +461,11 @@ fn replay_prints_two_turns_and_writes_npc_audio() {
     }
     assert_eq!(turns[0]["reply"], "Ale and mead. Three copper.");
     assert_eq!(report["summary"]["spoke"], 2);
+    // The model's 120 ms to its first token counts in the latencies.
+    for turn in turns {
+        let stage = |name: &str| turn["stages"][name].as_f64().unwrap();
+        assert!(stage("llm_first_token_ms") - stage("stt_final_ms") >= 120.0, "{turn}");
+    }
 
     let mut reader = hound::WavReader::open(dir.path().join("npcs.wav")).unwrap();
     assert_eq!((reader.spec().sample_rate, reader.spec().channels), (48_000, 2));
@@ -544,9 +552,10 @@ fn http_response(port: u16, path: &str, key: &str) -> Option<(u16, String)> {
 fn gateway_mode_serves_the_admin_api() {
     let dir = tempfile::tempdir().unwrap();
     let (admin, grpc, health) = (free_port(), free_port(), free_port());
+    // JSON logs (server.log_format) for a log collector.
     std::fs::write(
         dir.path().join("glyphoxa.yaml"),
-        "workers: { addresses: [\"http://127.0.0.1:9\"] }\n",
+        "server: { log_format: json }\nworkers: { addresses: [\"http://127.0.0.1:9\"] }\n",
     )
     .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_glyphoxa"))
@@ -582,12 +591,27 @@ fn gateway_mode_serves_the_admin_api() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains(r#""name":"database","ready":true"#), "{body}");
     assert!(body.contains(r#""name":"workers","ready":false"#), "{body}");
+    assert!(
+        body.contains(r#""name":"bots","ready":true,"detail":"no tenant bots""#),
+        "{body}"
+    );
     let (status, body) = http_response(health, "/metrics", "").unwrap();
     assert_eq!(status, 200);
     assert!(body.contains("glyphoxa_gateway_live_sessions"), "{body}");
+    assert!(body.contains(r#"glyphoxa_bots{state="connected"} 0"#), "{body}");
     let stderr = terminate(child);
-    assert!(stderr.contains("wrong admin key"), "{stderr}");
-    assert!(stderr.contains("gateway stopped"), "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}")))
+        .collect();
+    let messages: Vec<&str> = lines
+        .iter()
+        .inspect(|line| assert!(line["level"].is_string() && line["timestamp"].is_string(), "{line}"))
+        .filter_map(|line| line["fields"]["message"].as_str())
+        .collect();
+    assert!(messages.iter().any(|m| m.contains("wrong admin key")), "{stderr}");
+    assert!(messages.contains(&"gateway stopped"), "{stderr}");
 }
 
 #[test]
@@ -745,6 +769,8 @@ fn demo_plays_the_generated_scene_offline() {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let Some(models) = offline_models() else { return };
     let dir = tempfile::tempdir().unwrap();
+    // The default, deterministic pacing: however slowly the local engines
+    // answer on a loaded machine, the scene plays out the same way.
     let out = glyphoxa(
         &["demo", "--out", "scene"],
         &[("GLYPHOXA_MODELS_DIR", models.to_str().unwrap())],
@@ -752,6 +778,7 @@ fn demo_plays_the_generated_scene_offline() {
     );
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("virtual clock"), "{}", text(&out.stderr));
     let scene = dir.path().join("scene");
     for file in ["ana.wav", "bram.wav", "npcs.wav", "report.json"] {
         assert!(scene.join(file).is_file(), "{file} missing");

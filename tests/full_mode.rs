@@ -5,8 +5,11 @@
 //! plays a player's generated speech (espeak-ng) → the addressed NPC
 //! answers (fake STT/LLM/TTS) → `/session stop` → the transcript is in the
 //! SQLite file. Also: command flows (`/npc list`, `/campaign info|load`),
-//! the first-start campaign policy across restarts, start-up refusals, and
-//! the real binary shutting down on SIGTERM.
+//! the first-start campaign policy across restarts, start-up refusals, the
+//! real binary shutting down on SIGTERM, and the slash-command scenarios the
+//! gateway-mode tests run (`/entity`, `/campaign`, `/feedback`,
+//! `/session recap|voice-recap`), here with the voice recap narrated into a
+//! real worker's loopback output.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,13 +19,17 @@ use std::time::Duration;
 
 use glyphoxa::config::{Config, LoadedConfig};
 use glyphoxa::full_mode::{self, FullMode, FullModeParts};
+use glyphoxa_audio::fixtures::spoken;
 use glyphoxa_gateway::commands::definitions::command_set;
+use glyphoxa_gateway::commands::RecapEngines;
 use glyphoxa_gateway::discord::fake::fixtures::DEFAULT_USER_ID;
+use glyphoxa_gateway::discord::fake::scenarios::{self, text_of, RecapDoubles, Table as ScenarioTable};
 use glyphoxa_gateway::discord::fake::{
     BotFixture, FakeDiscord, FakeState, GuildFixture, InteractionFixture, OptionFixture,
 };
+use glyphoxa_gateway::ids::SessionId;
 use glyphoxa_gateway::ids::{DiscordId, TenantId};
-use glyphoxa_gateway::store::{LicenseTier, SessionState, Store, StoreSettings};
+use glyphoxa_gateway::store::{LicenseTier, SessionState, Store, StoreSettings, TenantStore};
 use glyphoxa_pipeline::testing::{Scripted, ScriptedLlm, ScriptedStt, ToneTts};
 use glyphoxa_proto::v1::StartSessionRequest;
 use glyphoxa_proto::ApiError;
@@ -55,24 +62,6 @@ npcs:
 entities:
   - { name: Phandalin, type: location, description: \"A frontier town.\" }
 ";
-
-/// Speech from espeak-ng as 16 kHz mono, with silence around it.
-fn spoken(text: &str, lead_ms: usize, tail_ms: usize) -> Vec<i16> {
-    let dir = tempfile::tempdir().expect("temporary folder");
-    let path = dir.path().join("say.wav");
-    let status = std::process::Command::new("espeak-ng")
-        .arg("-w")
-        .arg(&path)
-        .arg(text)
-        .status()
-        .expect("espeak-ng runs (scripts/setup.sh installs it)");
-    assert!(status.success());
-    let speech = LoopbackSpeaker::from_wav(1, &path).expect("espeak-ng WAV").samples;
-    let mut samples = vec![0; lead_ms * 16];
-    samples.extend(speech);
-    samples.extend(vec![0; tail_ms * 16]);
-    samples
-}
 
 /// The voice channel as the in-process worker hears it: each session gets a
 /// loopback transport on which the player says `speech`; what the NPCs say
@@ -137,6 +126,7 @@ fn parts(channel: &Arc<Channel>) -> FullModeParts {
             tts: Arc::new(ToneTts::new(Duration::from_millis(30), 40)),
         },
         transports: Arc::clone(channel) as Arc<dyn TransportFactory>,
+        recaps: RecapEngines::default(),
     }
 }
 
@@ -245,30 +235,9 @@ fn names(commands: &[Value]) -> Vec<String> {
     names
 }
 
-/// Content, embed titles, descriptions, fields and footers of replies.
+/// The text of replies ([`text_of`] of each).
 fn replies_text<'a>(bodies: impl Iterator<Item = &'a Value>) -> String {
-    let mut text = String::new();
-    for body in bodies {
-        let message = body.get("data").filter(|_| body.get("type").is_some()).unwrap_or(body);
-        text.push_str(message["content"].as_str().unwrap_or_default());
-        for embed in message["embeds"].as_array().into_iter().flatten() {
-            for key in ["title", "description"] {
-                text.push('\n');
-                text.push_str(embed[key].as_str().unwrap_or_default());
-            }
-            for field in embed["fields"].as_array().into_iter().flatten() {
-                text.push_str(&format!(
-                    "\n{}: {}",
-                    field["name"].as_str().unwrap_or_default(),
-                    field["value"].as_str().unwrap_or_default()
-                ));
-            }
-            text.push('\n');
-            text.push_str(embed["footer"]["text"].as_str().unwrap_or_default());
-        }
-        text.push('\n');
-    }
-    text
+    bodies.map(text_of).collect::<Vec<_>>().join("\n")
 }
 
 /// `GET path` on the health listener: status code and body.
@@ -390,8 +359,57 @@ async fn a_session_runs_end_to_end_and_its_transcript_is_stored() {
     );
     store.close().await;
 
+    // The operator's view of it on /metrics.
+    let (status, metrics) = http_get(mode.metrics_addr(), "/metrics").await;
+    assert_eq!(status, 200);
+    for series in [
+        "glyphoxa_turn_stage_seconds_bucket{stage=\"total\",outcome=\"spoke\"",
+        "glyphoxa_turns_total{outcome=\"spoke\"}",
+        "glyphoxa_active_sessions",
+        "glyphoxa_provider_errors_total{stage=\"llm\",provider=\"scripted\"}",
+        "glyphoxa_tick_overruns_total",
+        "glyphoxa_worker_rpc_seconds_bucket{method=\"StartSession\",code=\"OK\"",
+        // (gauges are per process; other tests in this one publish too)
+        "glyphoxa_bots{state=\"connected\"}",
+        "glyphoxa_command_seconds",
+    ] {
+        assert!(metrics.contains(series), "{series} missing in:\n{metrics}");
+    }
+
     mode.shutdown().await.expect("clean shutdown");
     table.wait("the bot disconnected", |s| !s.connected(TOKEN)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_when_the_database_is_gone() {
+    let table = Table::new().await;
+    let channel = Channel::with_speech(Vec::new());
+    let mode = table.start(&channel).await;
+    let (status, body) = http_get(mode.metrics_addr(), "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+
+    // The database connections are gone: not ready, the database named.
+    mode.orchestrator().store().close().await;
+    let (status, body) = http_get(mode.metrics_addr(), "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    let checks: Value = serde_json::from_str(&body).expect("JSON checks");
+    let database = checks["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|check| check["name"] == "database")
+        .expect("a database check");
+    assert_eq!(database["ready"], false, "{body}");
+    let bot = checks["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|check| check["name"] == "bot")
+        .expect("a bot check");
+    assert_eq!(bot["ready"], true, "the bot is still connected: {body}");
+    // Still alive (liveness is not readiness), and it still shuts down.
+    assert_eq!(http_get(mode.metrics_addr(), "/healthz").await.0, 200);
+    let _ = mode.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -623,4 +641,181 @@ async fn the_binary_serves_until_sigterm_then_stops_sessions_and_leaves_voice() 
         .filter(|op| op.op == Some(4) && op.d["channel_id"].is_null())
         .count();
     assert_eq!(leaves, 1, "one opcode 4 leaving the channel");
+}
+
+// ---- the shared slash-command scenarios in full mode ----
+
+/// The configured campaign of the scenario tables: names the scenarios
+/// never add.
+const CITADEL: &str = "campaign: { name: \"The Sunless Citadel\", system: dnd5e }
+npcs:
+  - { name: Meepo, personality: \"A kobold who lost his dragon.\" }
+entities:
+  - { name: Oakhurst, type: location, description: \"A farming village.\" }
+";
+
+/// The DM role of the scenario table that has one.
+const DM_ROLE: &str = "400000000000000001";
+
+/// Full mode at a table, as the shared scenarios see it: the bot from the
+/// configuration, the in-process worker on loopback transports, the SQLite
+/// store; narrations are measured in the worker's real output.
+struct Scene {
+    table: Table,
+    mode: FullMode,
+    channel: Arc<Channel>,
+    dm_role: Option<&'static str>,
+    /// Per session: audible frames accounted for, and the narrations heard.
+    heard: Mutex<HashMap<String, (u64, Vec<Duration>)>>,
+}
+
+impl Scene {
+    /// Full mode with the Sunless Citadel campaign, maybe a DM role, and
+    /// `recaps` as the bot's recap engines.
+    async fn start(dm_role: Option<&'static str>, recaps: RecapEngines) -> Self {
+        let table = Table::new().await;
+        std::fs::write(table.dir.path().join("campaign.yaml"), CITADEL).expect("campaign file");
+        let mut yaml = table.yaml(TOKEN, "server:\n  metrics_addr: \"127.0.0.1:0\"\n");
+        if let Some(role) = dm_role {
+            yaml = yaml.replacen("discord:\n", &format!("discord:\n  dm_role_id: \"{role}\"\n"), 1);
+        }
+        let config = table.config(&yaml);
+        let channel = Channel::with_speech(Vec::new());
+        let mut parts = parts(&channel);
+        parts.recaps = recaps;
+        let mode = full_mode::start(&config, parts).await.expect("full mode starts");
+        table
+            .wait("the command set registered in the guild", |s| {
+                s.registered_commands(APP, GUILD)
+                    .is_some_and(|c| names(c) == names(&command_set()))
+            })
+            .await;
+        Self {
+            table,
+            mode,
+            channel,
+            dm_role,
+            heard: Mutex::default(),
+        }
+    }
+
+    /// Audible frames so far in `session`'s voice channel.
+    fn audible(&self, session: &SessionId) -> u64 {
+        let requests = self.channel.requests();
+        let index = requests
+            .iter()
+            .position(|request| request.session_id == session.as_str())
+            .unwrap_or_else(|| panic!("no transport for {session}"));
+        let output = Arc::clone(&self.channel.outputs.lock().unwrap()[index]);
+        let frames = output.lock().unwrap().audible_frames;
+        frames
+    }
+
+    async fn shutdown(self) {
+        self.mode.shutdown().await.expect("clean shutdown");
+    }
+}
+
+#[async_trait::async_trait]
+impl ScenarioTable for Scene {
+    fn discord(&self) -> &FakeDiscord {
+        &self.table.fake
+    }
+
+    fn token(&self) -> &str {
+        TOKEN
+    }
+
+    fn guild(&self) -> &str {
+        GUILD
+    }
+
+    fn channel(&self) -> &str {
+        TEXT
+    }
+
+    fn dm_role(&self) -> Option<&str> {
+        self.dm_role
+    }
+
+    fn store(&self) -> TenantStore {
+        self.mode.orchestrator().store().tenant(self.mode.tenant())
+    }
+
+    fn advance_clock(&self, _by: Duration) -> bool {
+        false
+    }
+
+    /// Each narration is a run of audible frames in the session's loopback
+    /// output, over once no frame was added for 300 ms.
+    async fn narrations(&self, session: &SessionId, count: usize) -> Vec<Duration> {
+        loop {
+            let (accounted, heard) = self
+                .heard
+                .lock()
+                .unwrap()
+                .get(session.as_str())
+                .cloned()
+                .unwrap_or_default();
+            if heard.len() >= count {
+                return heard;
+            }
+            eventually("narration in the voice channel", || self.audible(session) > accounted).await;
+            let mut last = self.audible(session);
+            let mut quiet_since = tokio::time::Instant::now();
+            let deadline = quiet_since + WAIT;
+            while quiet_since.elapsed() < Duration::from_millis(300) {
+                assert!(tokio::time::Instant::now() < deadline, "the narration never ends");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let now = self.audible(session);
+                if now != last {
+                    last = now;
+                    quiet_since = tokio::time::Instant::now();
+                }
+            }
+            let mut all = self.heard.lock().unwrap();
+            let entry = all.entry(session.as_str().to_string()).or_default();
+            entry.1.push(Duration::from_millis((last - accounted) * 20));
+            entry.0 = last;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_entity_add_list_and_remove() {
+    let scene = Scene::start(None, RecapEngines::default()).await;
+    scenarios::entity_add_list_and_remove(&scene).await;
+    // Full mode adds to its configured campaign.
+    let active = scene.store().active_campaign().await.unwrap().expect("active");
+    assert_eq!(active.info.name, "The Sunless Citadel");
+    scene.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_entity_import_yaml_and_foundry() {
+    let scene = Scene::start(None, RecapEngines::default()).await;
+    scenarios::entity_import_yaml_and_foundry(&scene).await;
+    scene.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_campaign_info_load_and_switch() {
+    let scene = Scene::start(None, RecapEngines::default()).await;
+    scenarios::campaign_info_load_and_switch(&scene).await;
+    scene.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_feedback_modal_and_average() {
+    let scene = Scene::start(Some(DM_ROLE), RecapEngines::default()).await;
+    scenarios::feedback_modal_and_average(&scene).await;
+    scene.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_session_recap_and_voice_recap() {
+    let doubles = RecapDoubles::default();
+    let scene = Scene::start(None, doubles.engines()).await;
+    scenarios::session_recap_and_voice_recap(&scene, &doubles).await;
+    scene.shutdown().await;
 }

@@ -107,6 +107,16 @@ pub struct ClockSnapshot {
 }
 
 impl ClockStats {
+    /// Counters whose tick 0 is due at `epoch`, for a clock that does not
+    /// set its epoch itself: a stepped [`VirtualClock`] whose driver runs
+    /// tick `n` at `epoch + n × 20 ms` of its own (virtual) time line, so
+    /// that [`ClockStats::tick_deadline`] maps tick stamps onto that line.
+    pub fn with_epoch(epoch: Instant) -> Self {
+        let stats = Self::default();
+        let _ = stats.epoch.set(epoch);
+        stats
+    }
+
     /// Copies the counters.
     pub fn snapshot(&self) -> ClockSnapshot {
         let ticks = self.ticks.load(Ordering::Relaxed);
@@ -397,6 +407,17 @@ mod tests {
         assert_eq!(snap.resyncs, 1, "{snap:?}");
         stats.request_stop();
         assert!(!clock.wait_for_tick(3));
+    }
+
+    #[test]
+    fn stats_with_an_epoch_map_ticks_onto_it() {
+        let epoch = Instant::now();
+        let stats = ClockStats::with_epoch(epoch);
+        assert_eq!(
+            stats.tick_deadline(3, Duration::from_millis(1)),
+            Some(epoch + Duration::from_millis(61))
+        );
+        assert!(ClockStats::default().tick_deadline(0, Duration::ZERO).is_none());
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub mod control;
 pub mod engine;
 pub mod error;
 pub mod events;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 pub mod frame;
 pub mod mixer;
 pub mod opus;

@@ -44,6 +44,101 @@ pub enum BotState {
     Error,
 }
 
+impl BotState {
+    /// Every state, in the order metrics and reports list them.
+    pub const ALL: [BotState; 4] = [
+        BotState::Connected,
+        BotState::Connecting,
+        BotState::Disconnected,
+        BotState::Error,
+    ];
+
+    /// The state's name in the admin API and in metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BotState::Connected => "connected",
+            BotState::Connecting => "connecting",
+            BotState::Disconnected => "disconnected",
+            BotState::Error => "error",
+        }
+    }
+}
+
+/// How many of a gateway's bots are in each state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BotCounts {
+    /// Connected, commands registered.
+    pub connected: usize,
+    /// Connecting or reconnecting.
+    pub connecting: usize,
+    /// Not connected.
+    pub disconnected: usize,
+    /// Failed (e.g. a rejected token).
+    pub error: usize,
+    /// The tenants whose bot failed, sorted.
+    pub failed_tenants: Vec<TenantId>,
+}
+
+impl BotCounts {
+    /// Counts `statuses`.
+    pub fn of(statuses: &[(TenantId, BotStatus)]) -> Self {
+        let mut counts = Self::default();
+        for (tenant, status) in statuses {
+            match status.state {
+                BotState::Connected => counts.connected += 1,
+                BotState::Connecting => counts.connecting += 1,
+                BotState::Disconnected => counts.disconnected += 1,
+                BotState::Error => {
+                    counts.error += 1;
+                    counts.failed_tenants.push(tenant.clone());
+                }
+            }
+        }
+        counts.failed_tenants.sort();
+        counts
+    }
+
+    /// How many bots are in `state`.
+    pub fn count(&self, state: BotState) -> usize {
+        match state {
+            BotState::Connected => self.connected,
+            BotState::Connecting => self.connecting,
+            BotState::Disconnected => self.disconnected,
+            BotState::Error => self.error,
+        }
+    }
+
+    /// All bots.
+    pub fn total(&self) -> usize {
+        self.connected + self.connecting + self.disconnected + self.error
+    }
+
+    /// Sets the `glyphoxa_bots{state}` gauges (every state, zeros included).
+    pub fn publish(&self) {
+        for state in BotState::ALL {
+            metrics::gauge!("glyphoxa_bots", "state" => state.as_str()).set(self.count(state) as f64);
+        }
+    }
+}
+
+/// Publishes the bot-state gauges of `bots` every `interval` until `stop`
+/// completes (the gateway and full mode run this in the background).
+pub async fn publish_bot_states(
+    bots: std::sync::Arc<dyn BotManager>,
+    interval: std::time::Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = ticks.tick() => BotCounts::of(&bots.statuses()).publish(),
+        }
+    }
+}
+
 /// A bot's status as the admin API reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BotStatus {
@@ -82,6 +177,9 @@ pub trait BotManager: Send + Sync {
 
     /// The bot's current status.
     fn status(&self, tenant_id: &TenantId) -> BotStatus;
+
+    /// The status of every tenant's bot (readiness and metrics).
+    fn statuses(&self) -> Vec<(TenantId, BotStatus)>;
 }
 
 /// A command given to a [`RecordingBotManager`] (tokens left out).
@@ -200,5 +298,100 @@ impl BotManager for RecordingBotManager {
             .get(tenant_id)
             .cloned()
             .unwrap_or_else(|| BotStatus::disconnected("not connected"))
+    }
+
+    fn statuses(&self) -> Vec<(TenantId, BotStatus)> {
+        self.lock()
+            .statuses
+            .iter()
+            .map(|(tenant, status)| (tenant.clone(), status.clone()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    use super::*;
+
+    fn tenant(id: &str) -> TenantId {
+        TenantId::parse(id).expect("a tenant id")
+    }
+
+    fn status(state: BotState) -> BotStatus {
+        BotStatus {
+            state,
+            message: None,
+            guild_count: 1,
+        }
+    }
+
+    #[test]
+    fn counts_bots_by_state_and_names_the_failed_tenants() {
+        let statuses = vec![
+            (tenant("zeta"), status(BotState::Error)),
+            (tenant("acme"), status(BotState::Connected)),
+            (tenant("bravo"), status(BotState::Connecting)),
+            (tenant("alpha"), status(BotState::Error)),
+        ];
+        let counts = BotCounts::of(&statuses);
+        assert_eq!(
+            (counts.connected, counts.connecting, counts.disconnected, counts.error),
+            (1, 1, 0, 2)
+        );
+        assert_eq!(counts.total(), 4);
+        assert_eq!(counts.failed_tenants, [tenant("alpha"), tenant("zeta")]);
+        assert_eq!(BotCounts::of(&[]), BotCounts::default());
+    }
+
+    #[test]
+    fn publishes_a_gauge_per_state_including_zeros() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let counts = BotCounts::of(&[
+            (tenant("acme"), status(BotState::Connected)),
+            (tenant("bravo"), status(BotState::Connected)),
+        ]);
+        metrics::with_local_recorder(&recorder, || counts.publish());
+        let gauges: HashMap<String, f64> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| key.key().name() == "glyphoxa_bots")
+            .filter_map(|(key, _, _, value)| {
+                let state = key.key().labels().find(|l| l.key() == "state")?.value().to_string();
+                match value {
+                    DebugValue::Gauge(v) => Some((state, v.into_inner())),
+                    _ => None,
+                }
+            })
+            .collect();
+        assert_eq!(gauges.len(), 4, "{gauges:?}");
+        assert_eq!(gauges["connected"], 2.0);
+        assert_eq!(gauges["error"], 0.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_publisher_follows_the_bots_until_stopped() {
+        let bots = Arc::new(RecordingBotManager::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let publisher = tokio::spawn(publish_bot_states(
+            Arc::clone(&bots) as Arc<dyn BotManager>,
+            Duration::from_secs(5),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        assert!(!publisher.is_finished(), "publishes until told to stop");
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(1), publisher)
+            .await
+            .expect("stops at once")
+            .expect("no panic");
     }
 }

@@ -95,12 +95,30 @@ pub struct CleanupReport {
     pub stale_pending: Vec<SessionId>,
 }
 
+/// A session that has just ended, however it ended (announced by
+/// [`Orchestrator::ended_sessions`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEnded {
+    /// The session's tenant.
+    pub tenant_id: TenantId,
+    /// The session.
+    pub session_id: SessionId,
+    /// Its guild.
+    pub guild_id: DiscordId,
+    /// Why it ended.
+    pub reason: String,
+}
+
+/// How many end announcements a slow listener may fall behind by.
+const ENDED_BACKLOG: usize = 256;
+
 /// Starts, tracks and ends sessions; shared by the admin API, the worker
 /// reports (`GatewayApi`) and the command handlers.
 pub struct Orchestrator {
     store: Store,
     workers: Arc<dyn WorkerClient>,
     settings: OrchestratorSettings,
+    ended: tokio::sync::broadcast::Sender<SessionEnded>,
 }
 
 impl std::fmt::Debug for Orchestrator {
@@ -189,7 +207,26 @@ impl Orchestrator {
             store,
             workers,
             settings,
+            ended: tokio::sync::broadcast::channel(ENDED_BACKLOG).0,
         }
+    }
+
+    /// Announcements of every session that ends from now on — stopped,
+    /// ended by its worker or by the cleanup — so that, e.g., the tenant's
+    /// bot leaves the voice channel. A listener that falls behind by more
+    /// than a few hundred misses the oldest ones.
+    pub fn ended_sessions(&self) -> tokio::sync::broadcast::Receiver<SessionEnded> {
+        self.ended.subscribe()
+    }
+
+    /// Announces that `session` ended (nobody listening is fine).
+    fn announce_end(&self, session: &Session) {
+        let _ = self.ended.send(SessionEnded {
+            tenant_id: session.tenant_id.clone(),
+            session_id: session.id.clone(),
+            guild_id: session.guild_id.clone(),
+            reason: session.end_reason.clone().unwrap_or_default(),
+        });
     }
 
     /// The store.
@@ -339,10 +376,13 @@ impl Orchestrator {
         }
         match tenant_store.end_session(session_id, &end).await? {
             Some(transition) => {
-                if transition.changed() {
+                let changed = transition.changed();
+                let session = transition.into_session();
+                if changed {
                     metrics::counter!("glyphoxa_gateway_sessions_ended_total", "reason" => "stopped").increment(1);
+                    self.announce_end(&session);
                 }
-                Ok(transition.into_session())
+                Ok(session)
             }
             None => Err(OrchestratorError::SessionNotFound(session_id.clone())),
         }
@@ -403,9 +443,10 @@ impl Orchestrator {
                     end = end.with_error(error);
                 }
                 let transition = tenant_store.end_session(session_id, &end).await?;
-                if transition.as_ref().is_some_and(Transition::changed) {
+                if let Some(Transition::Changed(session)) = &transition {
                     metrics::counter!("glyphoxa_gateway_sessions_ended_total", "reason" => "worker").increment(1);
                     tracing::info!(session_id = %session_id, error = ?error, "session ended by its worker");
+                    self.announce_end(session);
                 }
                 transition
             }
@@ -452,9 +493,10 @@ impl Orchestrator {
                 .tenant(&stale.tenant_id)
                 .end_session(&stale.session_id, &end)
                 .await?;
-            if !ended.as_ref().is_some_and(Transition::changed) {
+            let Some(Transition::Changed(session)) = &ended else {
                 continue; // a heartbeat or a stop got there first
-            }
+            };
+            self.announce_end(session);
             tracing::warn!(session_id = %stale.session_id, tenant = %stale.tenant_id, %reason, "session ended by cleanup");
             match stale.kind {
                 StaleKind::Zombie => {

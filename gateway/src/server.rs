@@ -109,6 +109,7 @@ pub struct Gateway {
     admin_addr: SocketAddr,
     grpc_addr: SocketAddr,
     orchestrator: Arc<Orchestrator>,
+    bots: Arc<dyn BotManager>,
     stop: watch::Sender<bool>,
     tasks: Vec<(&'static str, Task)>,
     grace: Duration,
@@ -123,6 +124,9 @@ impl std::fmt::Debug for Gateway {
             .finish()
     }
 }
+
+/// How often the `glyphoxa_bots{state}` gauges are refreshed.
+pub const BOT_METRICS_INTERVAL: Duration = Duration::from_secs(5);
 
 async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopping| *stopping).await;
@@ -237,6 +241,15 @@ impl Gateway {
                     })
             }),
         ));
+        let signal = stopped(stop_rx.clone());
+        let states = Arc::clone(&bots);
+        tasks.push((
+            "bot state metrics",
+            tokio::spawn(async move {
+                crate::bots::publish_bot_states(states, BOT_METRICS_INTERVAL, signal).await;
+                Ok(())
+            }),
+        ));
         let cleanup = Arc::clone(&orchestrator);
         let signal = stopped(stop_rx);
         tasks.push((
@@ -251,6 +264,7 @@ impl Gateway {
             admin_addr,
             grpc_addr,
             orchestrator,
+            bots,
             stop,
             tasks,
             grace: settings.shutdown_grace,
@@ -271,6 +285,11 @@ impl Gateway {
     /// The orchestrator (for the Discord command handlers).
     pub fn orchestrator(&self) -> &Arc<Orchestrator> {
         &self.orchestrator
+    }
+
+    /// The tenants' bots (readiness).
+    pub fn bots(&self) -> &Arc<dyn BotManager> {
+        &self.bots
     }
 
     /// Serves until `shutdown` completes or a server fails, then shuts down

@@ -13,7 +13,7 @@ use axum::http::{Method, StatusCode};
 use base64::Engine as _;
 use common::logs::capture_logs;
 use common::{did, tid, TestDb};
-use glyphoxa_gateway::bots::{BotManager, BotSpec, BotState};
+use glyphoxa_gateway::bots::{BotCounts, BotManager, BotSpec, BotState};
 use glyphoxa_gateway::commands::definitions::command_set;
 use glyphoxa_gateway::commands::RecapEngines;
 use glyphoxa_gateway::crypto::BotToken;
@@ -29,6 +29,7 @@ use glyphoxa_proto::ApiError;
 use serde_json::{json, Value};
 
 use common::discord::*;
+use glyphoxa_gateway::discord::fake::scenarios::knowledge::campaign_yaml;
 
 on_both_backends!(
     create_update_change_token_and_delete,
@@ -38,6 +39,7 @@ on_both_backends!(
     voice_server_moves_and_removal_from_voice,
     two_tenants_and_a_rejected_token,
     the_session_dashboard_is_posted_edited_and_finalised,
+    a_session_ended_elsewhere_makes_the_bot_leave_voice,
 );
 
 async fn create_update_change_token_and_delete(db: &TestDb) {
@@ -208,6 +210,81 @@ async fn session_start_and_stop(db: &TestDb) {
     // Stopping twice is harmless.
     let text = world.text(TOKEN_A, command("session", Some("stop"), vec![]), 1).await;
     assert!(text.contains("No active session"), "{text}");
+    let leaves = voice_ops(&world, TOKEN_A).iter().filter(|(_, c)| c.is_none()).count();
+    assert_eq!(leaves, 1, "one leave for one stop");
+}
+
+async fn a_session_ended_elsewhere_makes_the_bot_leave_voice(db: &TestDb) {
+    let world = world(db).await;
+    // Dedicated: a session per guild.
+    let body = json!({"id": "acme", "license_tier": "dedicated", "bot_token": TOKEN_A, "guild_ids": [G1, G2]});
+    let (status, answer) = world.api(Method::POST, "/tenants", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    world.create_tenant("bravo", TOKEN_B, &[G1], None).await;
+    world.wait_registered(APP_A, G1).await;
+    world.wait_registered(APP_B, G1).await;
+    let in_g2 = |interaction: InteractionFixture| interaction.in_guild(G2, TEXT);
+    world.text(TOKEN_A, command("session", Some("start"), vec![]), 2).await;
+    world
+        .text(TOKEN_A, in_g2(command("session", Some("start"), vec![])), 2)
+        .await;
+    let session = |guild: &str| {
+        let store = db.store.tenant(&tid("acme"));
+        let guild = did(guild);
+        async move {
+            store
+                .live_session_in_guild(&guild)
+                .await
+                .unwrap()
+                .expect("a live session")
+                .id
+        }
+    };
+    let (in_g1, in_g2_session) = (session(G1).await, session(G2).await);
+    assert_eq!(world.fake.voice_channel(G1, BOT_A).as_deref(), Some(VOICE));
+
+    // The worker reports the G1 session ended (it crashed): the bot leaves
+    // G1's voice channel, and only that one.
+    let ended = world
+        .orchestrator
+        .report_state(&in_g1, SessionState::Ended, Some("the engine thread died"), Some("w1"))
+        .await
+        .unwrap()
+        .expect("a known session");
+    assert_eq!(ended.state, SessionState::Ended);
+    world
+        .wait("the bot left G1's voice channel", |s| {
+            s.voice_channel(G1, BOT_A).is_none()
+        })
+        .await;
+    assert_eq!(world.fake.voice_channel(G2, BOT_A).as_deref(), Some(VOICE));
+    assert_eq!(voice_ops(&world, TOKEN_A).last(), Some(&(G1.to_string(), None)));
+
+    // Ended by the orchestrator (as the admin API and the cleanup do): the
+    // same. The other tenant's bot never moved.
+    world
+        .orchestrator
+        .stop(&tid("acme"), &in_g2_session, "ended by an operator")
+        .await
+        .unwrap();
+    world
+        .wait("the bot left G2's voice channel", |s| {
+            s.voice_channel(G2, BOT_A).is_none()
+        })
+        .await;
+    assert!(
+        voice_ops(&world, TOKEN_B).is_empty(),
+        "{:?}",
+        voice_ops(&world, TOKEN_B)
+    );
+
+    // A new session in G1 is not disturbed by the earlier ends.
+    let text = world.text(TOKEN_A, command("session", Some("start"), vec![]), 2).await;
+    assert!(text.contains("Session started"), "{text}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(world.fake.voice_channel(G1, BOT_A).as_deref(), Some(VOICE));
+    let leaves = voice_ops(&world, TOKEN_A).iter().filter(|(_, c)| c.is_none()).count();
+    assert_eq!(leaves, 2, "one leave per ended session");
 }
 
 async fn refusals_answer_at_once(db: &TestDb) {
@@ -391,6 +468,18 @@ async fn voice_server_moves_and_removal_from_voice(db: &TestDb) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(world.worker.sessions().is_empty());
+    let ended = db
+        .store
+        .tenant(&tid("acme"))
+        .latest_session(Some(&did(G1)), false)
+        .await
+        .unwrap()
+        .expect("the session is stored");
+    assert_eq!(
+        ended.end_reason.as_deref(),
+        Some("the bot was removed from the voice channel"),
+        "not a stop by the bot's own user"
+    );
     let text = world.text(TOKEN_A, command("session", Some("stop"), vec![]), 1).await;
     assert!(text.contains("No active session"), "{text}");
 }
@@ -414,6 +503,14 @@ async fn two_tenants_and_a_rejected_token(db: &TestDb) {
     assert_eq!(bravo["guild_count"], 2, "{bravo}");
     assert!(world.fake.registered_commands(APP_A, G2).is_none());
     assert!(world.fake.registered_commands(APP_B, G1).is_none());
+    // What readiness and the bot-state gauges count.
+    let counts = BotCounts::of(&world.bots.statuses());
+    assert_eq!(
+        (counts.connected, counts.error, counts.total()),
+        (2, 1, 3),
+        "{counts:?}"
+    );
+    assert_eq!(counts.failed_tenants, [tid("charlie")]);
 
     // Data never crosses: acme's session is acme's, bravo's guild has none.
     let text = world.text(TOKEN_A, command("session", Some("start"), vec![]), 2).await;

@@ -165,6 +165,7 @@ async fn zombie_is_ended_and_billed_to_last_heartbeat(db: &TestDb) {
     db.tenant("acme", LicenseTier::Shared).await;
     let worker = Arc::new(FakeWorker::new("w1", 4));
     let orch = orchestrator(db.store.clone(), &worker);
+    let mut announced = orch.ended_sessions();
     let session = orch.start(start("acme", "10")).await.unwrap();
     db.clock.advance(Duration::from_secs(10));
     assert_eq!(
@@ -178,6 +179,11 @@ async fn zombie_is_ended_and_billed_to_last_heartbeat(db: &TestDb) {
     db.clock.advance(Duration::from_secs(2));
     let report = orch.cleanup_once().await.unwrap();
     assert_eq!(report.zombies, vec![session.id.clone()]);
+    // Announced once (the bot leaves voice on it).
+    let end = announced.try_recv().expect("the end is announced");
+    assert_eq!((end.session_id, end.guild_id.as_str()), (session.id.clone(), "10"));
+    assert!(end.reason.starts_with("zombie"), "{}", end.reason);
+    assert!(announced.try_recv().is_err(), "announced once");
     let ended = db
         .store
         .tenant(&tid("acme"))

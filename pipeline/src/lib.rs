@@ -4,6 +4,7 @@
 pub mod address;
 pub mod campaign;
 pub mod knowledge;
+pub mod metrics;
 pub mod npc;
 pub mod orchestrator;
 pub mod playback;

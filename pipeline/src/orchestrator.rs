@@ -27,13 +27,16 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::address::{Address, AddressBook, AddressState, NoTarget};
 use crate::campaign::CampaignInfo;
 use crate::knowledge::{Knowledge, KnownEntity};
 use crate::npc::{NpcAgent, PromptContext, RecentLine};
 use crate::playback::{Playback, Priority};
-use crate::providers::{ChatMessage, ChatRequest, LanguageModel, SpeechToText, SttRequest, TextToSpeech};
+use crate::providers::{
+    ChatMessage, ChatRequest, LanguageModel, ProviderError, SpeechToText, Stage, SttRequest, TextToSpeech,
+};
 use crate::roster::{Npc, NpcId, Roster};
 use crate::timing::{TurnOutcome, TurnResult, TurnTimings};
 use crate::transcript::{EntryKind, TranscriptEntry, TranscriptSink};
@@ -296,6 +299,11 @@ impl SessionHandle {
 
 /// Starts a session brain. Returns its handle, the stream of what happens,
 /// and the task (which ends after [`SessionHandle::stop`]).
+///
+/// The task and everything it spawns run in the caller's current span (the
+/// worker's `session` span); each turn runs in a `turn` span of its own
+/// (`session_id`, `turn_id`, `speaker`, `npc`), so log lines of a turn carry
+/// its ids.
 pub fn spawn_session(
     settings: SessionSettings,
     roster: Roster,
@@ -337,7 +345,7 @@ pub fn spawn_session(
         self_tx: tx.clone(),
         events: events_tx,
     };
-    let task = tokio::spawn(orchestrator.run(rx));
+    let task = tokio::spawn(orchestrator.run(rx).in_current_span());
     (SessionHandle { tx }, events_rx, task)
 }
 
@@ -591,17 +599,33 @@ impl Orchestrator {
         };
         let stt = self.services.stt.clone();
         let tx = self.self_tx.clone();
-        tokio::spawn(async move {
-            let result = match stt.open(request).await {
-                Ok(session) => session.transcribe(&audio).await.map(|t| t.text),
-                Err(error) => Err(error),
+        let limit = self.settings.turn_timeout;
+        let task = async move {
+            let transcribe = async {
+                match stt.open(request).await {
+                    Ok(session) => session.transcribe(&audio).await.map(|t| t.text),
+                    Err(error) => Err(error),
+                }
             };
+            // A provider that ignores the deadline must not hold up every
+            // later utterance of the session (they are handled in order).
+            let result = tokio::time::timeout(limit, transcribe).await.unwrap_or_else(|_| {
+                Err(ProviderError::Timeout {
+                    provider: stt.name(),
+                    after: limit,
+                    what: "the utterance's deadline",
+                })
+            });
+            if result.is_err() {
+                crate::metrics::record_provider_error(Stage::Stt, stt.name());
+            }
             let _ = tx.send(Input::Transcribed {
                 seq,
                 result: result.map_err(|e| e.to_string()),
                 at: Instant::now(),
             });
-        });
+        };
+        tokio::spawn(task.in_current_span());
     }
 
     fn keywords(&self) -> Vec<String> {
@@ -873,7 +897,7 @@ impl Orchestrator {
             .collect();
         let llm = self.services.llm.clone();
         let quiet = self.quiet.clone();
-        tokio::spawn(async move {
+        let task = async move {
             for messages in prompts {
                 while !quiet.load(Ordering::Relaxed) {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -886,7 +910,8 @@ impl Orchestrator {
                     tracing::debug!(%error, "preparing an NPC prompt failed");
                 }
             }
-        });
+        };
+        tokio::spawn(task.in_current_span());
     }
 
     fn start_turn(&mut self, request: TurnRequest) {
@@ -928,21 +953,30 @@ impl Orchestrator {
             deadline: Some(Instant::now() + self.settings.turn_timeout),
         };
         let services = TurnServices {
-            llm: self.services.llm.clone(),
-            tts: self.services.tts.clone(),
+            llm: crate::metrics::watch_llm(&self.services.llm),
+            tts: crate::metrics::watch_tts(&self.services.tts),
             playback: self.services.playback.clone(),
         };
         let cancel = CancellationToken::new();
         let tx = self.self_tx.clone();
         let audible_tx = self.self_tx.clone();
         let token = cancel.clone();
-        tokio::spawn(async move {
+        // Error level, so that the ids stay on warnings when info is filtered out.
+        let span = tracing::error_span!(
+            "turn",
+            session_id = %self.settings.session_id,
+            turn_id,
+            speaker = %request.speaker_id,
+            npc = %npc.definition.name,
+        );
+        let task = async move {
             let output = run_turn(plan, services, token, move |at| {
                 let _ = audible_tx.send(Input::Audible { turn_id, at });
             })
             .await;
             let _ = tx.send(Input::TurnDone { turn_id, output });
-        });
+        };
+        tokio::spawn(task.instrument(span));
         self.current = Some(Running {
             turn_id,
             request,
@@ -1202,5 +1236,169 @@ impl Orchestrator {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Mutex, PoisonError};
+
+    use super::*;
+    use crate::campaign::Campaign;
+    use crate::testing::{Scripted, ScriptedLlm, ScriptedStt, SimulatedPlayback, ToneTts};
+    use crate::transcript::MemoryTranscript;
+
+    /// Every log line of this test binary (one global subscriber: a scoped
+    /// one can lose lines to callsites first hit by a concurrent test).
+    fn captured_logs() -> &'static Mutex<Vec<u8>> {
+        static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        struct Capture;
+        impl Write for Capture {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                LOGS.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        INSTALL.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .with_writer(|| Capture)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber");
+        });
+        &LOGS
+    }
+
+    fn start(
+        session_id: &str,
+        settings: impl FnOnce(&mut SessionSettings),
+        stt: Arc<ScriptedStt>,
+        llm: Arc<ScriptedLlm>,
+    ) -> (
+        SessionHandle,
+        mpsc::UnboundedReceiver<SessionEvent>,
+        Arc<SimulatedPlayback>,
+    ) {
+        let campaign = Campaign::example();
+        let mut session = SessionSettings::new(session_id, campaign.campaign.clone());
+        settings(&mut session);
+        let playback = SimulatedPlayback::start(400.0);
+        let (handle, events, _task) = spawn_session(
+            session,
+            Roster::from_definitions(&campaign.npcs),
+            Knowledge::from_entities(&campaign.entities),
+            SessionServices {
+                stt,
+                llm,
+                tts: Arc::new(ToneTts::new(Duration::from_millis(20), 20)),
+                playback: playback.clone(),
+                transcript: Arc::new(MemoryTranscript::default()),
+            },
+        );
+        (handle, events, playback)
+    }
+
+    /// `speaker` said something 600 ms long that has just ended.
+    fn utterance(handle: &SessionHandle, speaker: &str) {
+        let now = Instant::now();
+        handle
+            .speech(SpeechInput::Ended {
+                speaker: speaker.into(),
+                audio: vec![0; 9_600],
+                voice_start: now - Duration::from_millis(900),
+                voice_end: now - Duration::from_millis(300),
+                decided_at: now,
+            })
+            .unwrap();
+    }
+
+    fn turns(events: &mut mpsc::UnboundedReceiver<SessionEvent>) -> Vec<TurnResult> {
+        let mut turns = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            if let SessionEvent::Turn(turn) = event {
+                turns.push(turn);
+            }
+        }
+        turns
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_log_line_inside_a_turn_carries_the_session_and_turn_ids() {
+        let logs = captured_logs();
+        let stt = Arc::new(ScriptedStt::new(
+            vec![Scripted::Answer("Grimble, a drink please".into())],
+            Duration::from_millis(50),
+        ));
+        let llm = Arc::new(ScriptedLlm::new(
+            vec![Scripted::Fail("model overloaded".into())],
+            Duration::from_millis(50),
+            Duration::from_millis(10),
+        ));
+        let (handle, mut events, _playback) = start("s-turn-span", |_| {}, stt, llm);
+        utterance(&handle, "alice");
+        handle.idle().await.unwrap();
+        let turns = turns(&mut events);
+        assert_eq!(turns.len(), 1, "{turns:?}");
+        assert_eq!(turns[0].outcome, TurnOutcome::Failed);
+        assert_eq!(turns[0].turn_id, 1);
+        // The provider's failure is logged from inside the turn: the line names the turn.
+        let text = String::from_utf8_lossy(&logs.lock().unwrap_or_else(PoisonError::into_inner)).into_owned();
+        let line = text
+            .lines()
+            .find(|line| line.contains("provider call failed") && line.contains("model overloaded"))
+            .unwrap_or_else(|| panic!("no provider failure logged in:\n{text}"));
+        for field in [
+            "turn{",
+            "session_id=s-turn-span",
+            "turn_id=1",
+            "speaker=alice",
+            "npc=Grimble",
+        ] {
+            assert!(line.contains(field), "{field:?} missing from {line:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_transcription_fails_at_the_deadline_and_the_next_utterance_is_answered() {
+        let stt = Arc::new(ScriptedStt::new(
+            vec![Scripted::Hang, Scripted::Answer("Grimble, are you there?".into())],
+            Duration::from_millis(50),
+        ));
+        let llm = Arc::new(ScriptedLlm::new(
+            vec![Scripted::Answer("Aye.".into())],
+            Duration::from_millis(50),
+            Duration::from_millis(10),
+        ));
+        let (handle, mut events, _playback) = start(
+            "s-stt-hang",
+            |settings| settings.turn_timeout = Duration::from_secs(2),
+            stt,
+            llm,
+        );
+        utterance(&handle, "alice");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        utterance(&handle, "alice");
+        tokio::time::timeout(Duration::from_secs(60), handle.idle())
+            .await
+            .expect("a hung transcription holds up the session")
+            .unwrap();
+        let turns = turns(&mut events);
+        assert_eq!(turns.len(), 2, "{turns:?}");
+        assert_eq!(turns[0].outcome, TurnOutcome::Failed);
+        assert!(
+            turns[0].error.as_deref().is_some_and(|e| e.contains("deadline")),
+            "{:?}",
+            turns[0].error
+        );
+        assert_eq!(turns[1].outcome, TurnOutcome::Spoke, "{:?}", turns[1]);
+        assert_eq!(turns[1].reply_heard, "Aye.");
     }
 }

@@ -95,6 +95,21 @@ impl ApiError {
         }
     }
 
+    /// The gRPC status code's canonical name (`NOT_FOUND`, …), as metrics
+    /// label it (`OK` is the label of a success).
+    pub fn code_name(&self) -> &'static str {
+        match self {
+            Self::NotFound(_) => "NOT_FOUND",
+            Self::InvalidArgument(_) => "INVALID_ARGUMENT",
+            Self::ResourceExhausted(_) => "RESOURCE_EXHAUSTED",
+            Self::Unavailable(_) => "UNAVAILABLE",
+            Self::DeadlineExceeded(_) => "DEADLINE_EXCEEDED",
+            Self::FailedPrecondition(_) => "FAILED_PRECONDITION",
+            Self::Cancelled(_) => "CANCELLED",
+            Self::Internal(_) => "INTERNAL",
+        }
+    }
+
     /// The human-readable message, without the kind prefix of `Display`.
     pub fn message(&self) -> &str {
         match self {

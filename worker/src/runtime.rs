@@ -4,15 +4,20 @@
 //! The pump polls the engine's lock-free rings every few milliseconds (the
 //! tick never waits for it): speech events and utterance audio go to the
 //! brain, source reports to the brain's lines, output frames to the
-//! transport.
+//! transport. About once a second it also publishes the growth of the
+//! engine clock's late-tick and overrun counters (the tick thread itself
+//! only bumps atomics).
+//!
+//! Every task of the session runs in its `session` span (field
+//! `session_id`), so its log lines carry the session's id.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use glyphoxa_audio::{
-    output_ring, EngineEvent, EngineSettings, NpcId as MixerNpc, OutputCodec, OutputReceiver, RealClock,
-    SessionControl, SessionEngine, SpeakerId, UtteranceAssembler, UtteranceId,
+    output_ring, Clock, ClockStats, EngineEvent, EngineSettings, NpcId as MixerNpc, OutputCodec, OutputReceiver,
+    RealClock, SessionControl, SessionEngine, SpeakerId, UtteranceAssembler, UtteranceId,
 };
 use glyphoxa_pipeline::knowledge::Knowledge;
 use glyphoxa_pipeline::orchestrator::{
@@ -26,6 +31,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::playback::{LineRegistry, MixerPlayback};
 use crate::transport::{TransportError, VoiceTransport};
@@ -34,6 +40,8 @@ use crate::transport::{TransportError, VoiceTransport};
 const PUMP_INTERVAL: Duration = Duration::from_millis(4);
 /// Output frames buffered between the engine and the transport.
 const OUTPUT_RING_FRAMES: usize = 50;
+/// How often the pump publishes the tick clock's counters.
+const CLOCK_METRICS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why a session could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +93,7 @@ pub struct SessionRuntime {
     control: SessionControl,
     playback: Arc<MixerPlayback>,
     started_at: SystemTime,
+    span: tracing::Span,
 }
 
 impl SessionRuntime {
@@ -93,16 +102,32 @@ impl SessionRuntime {
     pub async fn start(
         spec: SessionSpec,
         providers: Providers,
-        mut transport: Box<dyn VoiceTransport>,
+        transport: Box<dyn VoiceTransport>,
     ) -> Result<(Self, mpsc::UnboundedReceiver<SessionEvent>), RuntimeError> {
+        let clock = RealClock::new(spec.phase);
+        let clock_stats = clock.stats();
+        Self::start_with_clock(spec, providers, transport, clock, clock_stats).await
+    }
+
+    /// Like [`SessionRuntime::start`], with the engine's tick paced by
+    /// `clock` instead of the wall clock (offline replay steps a
+    /// [`glyphoxa_audio::VirtualClock`]); `clock_stats` turns the tick
+    /// stamps of engine events into instants.
+    pub async fn start_with_clock(
+        spec: SessionSpec,
+        providers: Providers,
+        mut transport: Box<dyn VoiceTransport>,
+        clock: impl Clock + 'static,
+        clock_stats: Arc<ClockStats>,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<SessionEvent>), RuntimeError> {
+        // Error level, so that the id stays on warnings when info is filtered out.
+        let span = tracing::error_span!("session", session_id = %spec.brain.session_id);
         let mut engine_settings = spec.engine.clone();
         if !transport.wants_opus() {
             engine_settings.output.codec = OutputCodec::Pcm;
         }
         let (sink, output) = output_ring(OUTPUT_RING_FRAMES);
         let name = format!("session-{}", spec.brain.session_id);
-        let clock = RealClock::new(spec.phase);
-        let clock_stats = clock.stats();
         let (engine, handles) = SessionEngine::spawn(&name, &engine_settings, Box::new(sink), clock)?;
         let base = Instant::now();
         let registry = LineRegistry::default();
@@ -121,15 +146,16 @@ impl SessionRuntime {
             playback: playback.clone() as Arc<dyn Playback>,
             transcript: spec.transcript,
         };
-        let (brain, events, brain_task) = spawn_session(spec.brain, spec.roster, spec.knowledge, services);
-        if let Err(error) = transport.start(handles.control.clone()).await {
+        let (brain, events, brain_task) =
+            span.in_scope(|| spawn_session(spec.brain, spec.roster, spec.knowledge, services));
+        if let Err(error) = transport.start(handles.control.clone()).instrument(span.clone()).await {
             let _ = brain.stop().await;
             engine.stop();
             return Err(error.into());
         }
         let stop = CancellationToken::new();
         let (transport_requests, requests) = mpsc::channel(4);
-        let pump = tokio::spawn(pump(
+        let pumping = pump(
             Pump {
                 events: handles.events,
                 utterances: handles.utterances,
@@ -145,7 +171,8 @@ impl SessionRuntime {
             transport,
             requests,
             stop.clone(),
-        ));
+        );
+        let pump = tokio::spawn(pumping.instrument(span.clone()));
         Ok((
             Self {
                 engine: Some(engine),
@@ -157,6 +184,7 @@ impl SessionRuntime {
                 control: handles.control,
                 playback,
                 started_at: SystemTime::now(),
+                span,
             },
             events,
         ))
@@ -187,6 +215,12 @@ impl SessionRuntime {
     /// The brain: NPC controls, knowledge updates.
     pub fn brain(&self) -> &SessionHandle {
         &self.brain
+    }
+
+    /// The session's tracing span (`session`, field `session_id`), for the
+    /// worker's own tasks of this session.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
     }
 
     /// The mixer, for PlayAudio.
@@ -360,10 +394,14 @@ async fn pump(
 ) -> Box<dyn VoiceTransport> {
     let mut interval = tokio::time::interval(PUMP_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut clock_metrics = crate::metrics::ClockCounters::default();
+    let mut publish = tokio::time::interval(CLOCK_METRICS_INTERVAL);
+    publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = interval.tick() => pump.step(transport.as_mut()),
+            _ = publish.tick() => clock_metrics.publish(pump.clock.snapshot()),
             Some(request) = requests.recv() => match request {
                 TransportRequest::UpdateVoiceServer { token, endpoint, voice_session_id, reply } => {
                     let result = transport.update_voice_server(&token, &endpoint, &voice_session_id).await;
@@ -376,5 +414,6 @@ async fn pump(
         }
     }
     pump.step(transport.as_mut());
+    clock_metrics.publish(pump.clock.snapshot());
     transport
 }

@@ -5,6 +5,10 @@
 //! The worker keeps no database and no state that outlives a session: it
 //! reports state changes, heartbeats and session events to its gateway (if
 //! it has one) through [`GatewayApi`].
+//!
+//! Every call is timed (`glyphoxa_worker_rpc_seconds`, see
+//! [`crate::metrics::timed_rpc`]); a session's forwarder and heartbeat tasks
+//! run in its `session` span.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,16 +20,20 @@ use futures_util::StreamExt;
 use glyphoxa_audio::{stagger_phase, EngineSettings, SourceSpec};
 use glyphoxa_pipeline::campaign::CampaignInfo;
 use glyphoxa_pipeline::knowledge::Knowledge;
+use glyphoxa_pipeline::metrics::declare_provider;
 use glyphoxa_pipeline::orchestrator::{ControlError, SessionEvent, SessionSettings};
 use glyphoxa_pipeline::playback::PlaybackError;
+use glyphoxa_pipeline::providers::Stage;
 use glyphoxa_pipeline::roster::{NpcId, Roster};
 use glyphoxa_pipeline::transcript::{TranscriptEntry, TranscriptError, TranscriptSink};
 use glyphoxa_proto::v1;
 use glyphoxa_proto::{ApiError, GatewayApi, PcmStream, WorkerApi};
 use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::convert;
+use crate::metrics::timed_rpc;
 use crate::runtime::{Providers, SessionRuntime, SessionSpec};
 use crate::transport::VoiceTransport;
 
@@ -112,6 +120,9 @@ impl Worker {
         transports: Arc<dyn TransportFactory>,
         gateway: Option<Arc<dyn GatewayApi>>,
     ) -> Arc<Self> {
+        declare_provider(Stage::Stt, providers.stt.name());
+        declare_provider(Stage::Llm, providers.llm.name());
+        declare_provider(Stage::Tts, providers.tts.name());
         Arc::new(Self {
             settings,
             providers,
@@ -170,7 +181,7 @@ impl Worker {
                 session_id: id,
                 reason: reason.to_string(),
             };
-            if self.stop_session(request).await.is_ok() {
+            if self.handle_stop_session(request).await.is_ok() {
                 stopped += 1;
             }
         }
@@ -197,9 +208,10 @@ impl Worker {
         session_id: String,
         roster: Roster,
         mut events: mpsc::UnboundedReceiver<SessionEvent>,
+        span: tracing::Span,
     ) -> JoinHandle<()> {
         let gateway = self.gateway.clone();
-        tokio::spawn(async move {
+        let forward = async move {
             let names = move |id: &NpcId| roster.get(id).map(|n| n.definition.name.clone()).unwrap_or_default();
             let sequence = AtomicU64::new(0);
             let Some(gateway) = gateway else {
@@ -211,7 +223,7 @@ impl Worker {
             };
             let (tx, rx) = mpsc::channel::<Result<v1::SessionEvent, ApiError>>(256);
             let id = session_id.clone();
-            let sender = tokio::spawn(async move {
+            let send = async move {
                 while let Some(event) = events.recv().await {
                     crate::metrics::record_event(&event);
                     let seq = sequence.fetch_add(1, Ordering::Relaxed) + 1;
@@ -223,20 +235,22 @@ impl Worker {
                         break;
                     }
                 }
-            });
+            };
+            let sender = tokio::spawn(send.in_current_span());
             let stream = tokio_stream_from(rx);
             if let Err(error) = gateway.report_events(stream).await {
                 tracing::warn!(session = %session_id, %error, "the gateway's event stream failed");
             }
             let _ = sender.await;
-        })
+        };
+        tokio::spawn(forward.instrument(span))
     }
 
-    fn spawn_heartbeat(&self, session_id: String) -> Option<JoinHandle<()>> {
+    fn spawn_heartbeat(&self, session_id: String, span: tracing::Span) -> Option<JoinHandle<()>> {
         let gateway = self.gateway.clone()?;
         let worker_id = self.settings.worker_id.clone();
         let every = self.settings.heartbeat;
-        Some(tokio::spawn(async move {
+        let beat = async move {
             let mut interval = tokio::time::interval(every);
             loop {
                 interval.tick().await;
@@ -254,7 +268,8 @@ impl Worker {
                     Err(error) => tracing::warn!(session = %session_id, %error, "heartbeat failed"),
                 }
             }
-        }))
+        };
+        Some(tokio::spawn(beat.instrument(span)))
     }
 }
 
@@ -279,9 +294,12 @@ fn status_of(request: &v1::StartSessionRequest, state: v1::SessionState, started
     }
 }
 
-#[async_trait]
-impl WorkerApi for Worker {
-    async fn start_session(&self, request: v1::StartSessionRequest) -> Result<v1::StartSessionResponse, ApiError> {
+/// The handlers of [`WorkerApi`], untimed.
+impl Worker {
+    async fn handle_start_session(
+        &self,
+        request: v1::StartSessionRequest,
+    ) -> Result<v1::StartSessionResponse, ApiError> {
         if request.session_id.trim().is_empty() {
             return Err(ApiError::invalid_argument("session_id is required"));
         }
@@ -344,8 +362,8 @@ impl WorkerApi for Worker {
                 ApiError::unavailable(format!("cannot start the voice session: {error}"))
             })?;
         let status = status_of(&request, v1::SessionState::Active, runtime.started_at_unix_ms());
-        let forwarder = self.spawn_forwarder(request.session_id.clone(), roster, events);
-        let heartbeat = self.spawn_heartbeat(request.session_id.clone());
+        let forwarder = self.spawn_forwarder(request.session_id.clone(), roster, events, runtime.span().clone());
+        let heartbeat = self.spawn_heartbeat(request.session_id.clone(), runtime.span().clone());
         {
             let mut sessions = self.sessions.lock().await;
             sessions.insert(
@@ -368,7 +386,7 @@ impl WorkerApi for Worker {
         })
     }
 
-    async fn stop_session(&self, request: v1::StopSessionRequest) -> Result<v1::StopSessionResponse, ApiError> {
+    async fn handle_stop_session(&self, request: v1::StopSessionRequest) -> Result<v1::StopSessionResponse, ApiError> {
         let session = {
             let mut sessions = self.sessions.lock().await;
             let removed = sessions.remove(&request.session_id);
@@ -400,7 +418,7 @@ impl WorkerApi for Worker {
         })
     }
 
-    async fn get_status(&self, request: v1::GetStatusRequest) -> Result<v1::GetStatusResponse, ApiError> {
+    async fn handle_get_status(&self, request: v1::GetStatusRequest) -> Result<v1::GetStatusResponse, ApiError> {
         let sessions: Vec<(String, Arc<Mutex<Session>>)> = self
             .sessions
             .lock()
@@ -439,7 +457,7 @@ impl WorkerApi for Worker {
         })
     }
 
-    async fn update_voice_server(
+    async fn handle_update_voice_server(
         &self,
         request: v1::UpdateVoiceServerRequest,
     ) -> Result<v1::UpdateVoiceServerResponse, ApiError> {
@@ -458,7 +476,7 @@ impl WorkerApi for Worker {
         Ok(v1::UpdateVoiceServerResponse {})
     }
 
-    async fn update_knowledge(
+    async fn handle_update_knowledge(
         &self,
         request: v1::UpdateKnowledgeRequest,
     ) -> Result<v1::UpdateKnowledgeResponse, ApiError> {
@@ -481,7 +499,7 @@ impl WorkerApi for Worker {
         .await
     }
 
-    async fn list_npcs(&self, request: v1::ListNpcsRequest) -> Result<v1::ListNpcsResponse, ApiError> {
+    async fn handle_list_npcs(&self, request: v1::ListNpcsRequest) -> Result<v1::ListNpcsResponse, ApiError> {
         self.with_runtime(&request.session_id, async |runtime| {
             let npcs = runtime.brain().list().await.map_err(control_error)?;
             Ok(v1::ListNpcsResponse {
@@ -491,7 +509,7 @@ impl WorkerApi for Worker {
         .await
     }
 
-    async fn mute_npc(&self, request: v1::MuteNpcRequest) -> Result<v1::MuteNpcResponse, ApiError> {
+    async fn handle_mute_npc(&self, request: v1::MuteNpcRequest) -> Result<v1::MuteNpcResponse, ApiError> {
         let (npc, changed) = self.set_muted(&request.session_id, &request.name, true).await?;
         Ok(v1::MuteNpcResponse {
             npc: Some(npc),
@@ -499,7 +517,7 @@ impl WorkerApi for Worker {
         })
     }
 
-    async fn unmute_npc(&self, request: v1::UnmuteNpcRequest) -> Result<v1::UnmuteNpcResponse, ApiError> {
+    async fn handle_unmute_npc(&self, request: v1::UnmuteNpcRequest) -> Result<v1::UnmuteNpcResponse, ApiError> {
         let (npc, changed) = self.set_muted(&request.session_id, &request.name, false).await?;
         Ok(v1::UnmuteNpcResponse {
             npc: Some(npc),
@@ -507,7 +525,7 @@ impl WorkerApi for Worker {
         })
     }
 
-    async fn speak_npc(&self, request: v1::SpeakNpcRequest) -> Result<v1::SpeakNpcResponse, ApiError> {
+    async fn handle_speak_npc(&self, request: v1::SpeakNpcRequest) -> Result<v1::SpeakNpcResponse, ApiError> {
         if request.text.trim().is_empty() {
             return Err(ApiError::invalid_argument("there is nothing to say"));
         }
@@ -530,7 +548,7 @@ impl WorkerApi for Worker {
         .await
     }
 
-    async fn mute_all_npcs(&self, request: v1::MuteAllNpcsRequest) -> Result<v1::MuteAllNpcsResponse, ApiError> {
+    async fn handle_mute_all_npcs(&self, request: v1::MuteAllNpcsRequest) -> Result<v1::MuteAllNpcsResponse, ApiError> {
         self.with_runtime(&request.session_id, async |runtime| {
             let changed = runtime.brain().set_all_muted(true).await.map_err(control_error)?;
             Ok(v1::MuteAllNpcsResponse {
@@ -540,7 +558,10 @@ impl WorkerApi for Worker {
         .await
     }
 
-    async fn unmute_all_npcs(&self, request: v1::UnmuteAllNpcsRequest) -> Result<v1::UnmuteAllNpcsResponse, ApiError> {
+    async fn handle_unmute_all_npcs(
+        &self,
+        request: v1::UnmuteAllNpcsRequest,
+    ) -> Result<v1::UnmuteAllNpcsResponse, ApiError> {
         self.with_runtime(&request.session_id, async |runtime| {
             let changed = runtime.brain().set_all_muted(false).await.map_err(control_error)?;
             Ok(v1::UnmuteAllNpcsResponse {
@@ -550,7 +571,7 @@ impl WorkerApi for Worker {
         .await
     }
 
-    async fn play_audio(
+    async fn handle_play_audio(
         &self,
         header: v1::PlayAudioHeader,
         mut pcm: PcmStream,
@@ -624,6 +645,65 @@ impl WorkerApi for Worker {
     }
 }
 
+/// Every call goes to its handler, timed (`glyphoxa_worker_rpc_seconds`).
+#[async_trait]
+impl WorkerApi for Worker {
+    async fn start_session(&self, request: v1::StartSessionRequest) -> Result<v1::StartSessionResponse, ApiError> {
+        timed_rpc("StartSession", self.handle_start_session(request)).await
+    }
+
+    async fn stop_session(&self, request: v1::StopSessionRequest) -> Result<v1::StopSessionResponse, ApiError> {
+        timed_rpc("StopSession", self.handle_stop_session(request)).await
+    }
+
+    async fn get_status(&self, request: v1::GetStatusRequest) -> Result<v1::GetStatusResponse, ApiError> {
+        timed_rpc("GetStatus", self.handle_get_status(request)).await
+    }
+
+    async fn update_voice_server(
+        &self,
+        request: v1::UpdateVoiceServerRequest,
+    ) -> Result<v1::UpdateVoiceServerResponse, ApiError> {
+        timed_rpc("UpdateVoiceServer", self.handle_update_voice_server(request)).await
+    }
+
+    async fn update_knowledge(
+        &self,
+        request: v1::UpdateKnowledgeRequest,
+    ) -> Result<v1::UpdateKnowledgeResponse, ApiError> {
+        timed_rpc("UpdateKnowledge", self.handle_update_knowledge(request)).await
+    }
+
+    async fn list_npcs(&self, request: v1::ListNpcsRequest) -> Result<v1::ListNpcsResponse, ApiError> {
+        timed_rpc("ListNPCs", self.handle_list_npcs(request)).await
+    }
+
+    async fn mute_npc(&self, request: v1::MuteNpcRequest) -> Result<v1::MuteNpcResponse, ApiError> {
+        timed_rpc("MuteNPC", self.handle_mute_npc(request)).await
+    }
+
+    async fn unmute_npc(&self, request: v1::UnmuteNpcRequest) -> Result<v1::UnmuteNpcResponse, ApiError> {
+        timed_rpc("UnmuteNPC", self.handle_unmute_npc(request)).await
+    }
+
+    async fn speak_npc(&self, request: v1::SpeakNpcRequest) -> Result<v1::SpeakNpcResponse, ApiError> {
+        timed_rpc("SpeakNPC", self.handle_speak_npc(request)).await
+    }
+
+    async fn mute_all_npcs(&self, request: v1::MuteAllNpcsRequest) -> Result<v1::MuteAllNpcsResponse, ApiError> {
+        timed_rpc("MuteAllNPCs", self.handle_mute_all_npcs(request)).await
+    }
+
+    async fn unmute_all_npcs(&self, request: v1::UnmuteAllNpcsRequest) -> Result<v1::UnmuteAllNpcsResponse, ApiError> {
+        timed_rpc("UnmuteAllNPCs", self.handle_unmute_all_npcs(request)).await
+    }
+
+    /// Timed until the response: the whole stream of audio is played first.
+    async fn play_audio(&self, header: v1::PlayAudioHeader, pcm: PcmStream) -> Result<v1::PlayAudioResponse, ApiError> {
+        timed_rpc("PlayAudio", self.handle_play_audio(header, pcm)).await
+    }
+}
+
 impl Worker {
     async fn set_muted(&self, session_id: &str, name: &str, muted: bool) -> Result<(v1::NpcStatus, bool), ApiError> {
         if name.trim().is_empty() {
@@ -640,5 +720,72 @@ impl Worker {
             Ok((npc, changed))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use glyphoxa_pipeline::testing::{ScriptedLlm, ScriptedStt, ToneTts};
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    use super::*;
+
+    struct NoTransports;
+
+    impl TransportFactory for NoTransports {
+        fn create(&self, _request: &v1::StartSessionRequest) -> Result<Box<dyn VoiceTransport>, ApiError> {
+            Err(ApiError::unavailable("no transports in this test"))
+        }
+    }
+
+    #[test]
+    fn every_call_of_the_worker_api_is_timed_with_its_method_and_code() {
+        let providers = Providers {
+            stt: Arc::new(ScriptedStt::new(vec![], Duration::ZERO)),
+            llm: Arc::new(ScriptedLlm::new(vec![], Duration::ZERO, Duration::ZERO)),
+            tts: Arc::new(ToneTts::new(Duration::ZERO, 10)),
+        };
+        let worker = Worker::new(WorkerSettings::new("w"), providers, Arc::new(NoTransports), None);
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(async {
+                let all = worker.get_status(v1::GetStatusRequest { session_id: None }).await;
+                assert!(all.is_ok());
+                let unknown = v1::ListNpcsRequest {
+                    session_id: "nope".into(),
+                };
+                assert!(matches!(worker.list_npcs(unknown).await, Err(ApiError::NotFound(_))));
+                // Stopping everything is not a call: it is not timed.
+                assert_eq!(worker.stop_all("test").await, 0);
+            })
+        });
+        let snapshot = snapshotter.snapshot().into_vec();
+        let mut timed: Vec<(String, String, usize)> = snapshot
+            .iter()
+            .filter(|(key, ..)| key.key().name() == "glyphoxa_worker_rpc_seconds")
+            .map(|(key, _, _, value)| {
+                let label = |name: &str| {
+                    key.key()
+                        .labels()
+                        .find(|l| l.key() == name)
+                        .map(|l| l.value().to_string())
+                        .unwrap_or_default()
+                };
+                let DebugValue::Histogram(seconds) = value else {
+                    panic!("not a histogram: {value:?}")
+                };
+                (label("method"), label("code"), seconds.len())
+            })
+            .collect();
+        timed.sort();
+        assert_eq!(
+            timed,
+            [
+                ("GetStatus".to_string(), "OK".to_string(), 1),
+                ("ListNPCs".to_string(), "NOT_FOUND".to_string(), 1)
+            ]
+        );
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
+use glyphoxa_audio::fixtures::spoken;
 use glyphoxa_pipeline::campaign::Campaign;
 use glyphoxa_pipeline::testing::{Scripted, ScriptedLlm, ScriptedStt, ToneTts};
 use glyphoxa_proto::v1;
@@ -15,23 +16,6 @@ use glyphoxa_worker::runtime::Providers;
 use glyphoxa_worker::service::{TransportFactory, Worker, WorkerSettings};
 use glyphoxa_worker::transport::loopback::{LoopbackOutput, LoopbackSpeaker, LoopbackTransport};
 use glyphoxa_worker::transport::VoiceTransport;
-
-fn spoken(text: &str, lead_ms: usize, tail_ms: usize) -> Vec<i16> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("say.wav");
-    let ok = std::process::Command::new("espeak-ng")
-        .arg("-w")
-        .arg(&path)
-        .arg(text)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "espeak-ng runs");
-    let mut samples = vec![0; lead_ms * 16];
-    samples.extend(LoopbackSpeaker::from_wav(1, &path).unwrap().samples);
-    samples.extend(vec![0; tail_ms * 16]);
-    samples
-}
 
 /// Loopback transports whose player says the scripted line; outputs are kept.
 #[derive(Default)]

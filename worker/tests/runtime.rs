@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use glyphoxa_audio::fixtures::spoken;
 use glyphoxa_audio::EngineSettings;
 use glyphoxa_pipeline::campaign::Campaign;
 use glyphoxa_pipeline::knowledge::Knowledge;
@@ -14,24 +15,6 @@ use glyphoxa_pipeline::timing::TurnOutcome;
 use glyphoxa_pipeline::transcript::MemoryTranscript;
 use glyphoxa_worker::runtime::{Providers, SessionRuntime, SessionSpec};
 use glyphoxa_worker::transport::loopback::{LoopbackSpeaker, LoopbackTransport};
-
-/// Speech from espeak-ng, as 16 kHz mono, with silence around it.
-fn spoken(text: &str, lead_ms: usize, tail_ms: usize) -> Vec<i16> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("say.wav");
-    let status = std::process::Command::new("espeak-ng")
-        .arg("-w")
-        .arg(&path)
-        .arg(text)
-        .status()
-        .expect("espeak-ng runs (scripts/setup.sh installs it)");
-    assert!(status.success());
-    let speech = LoopbackSpeaker::from_wav(1, &path).unwrap().samples;
-    let mut samples = vec![0; lead_ms * 16];
-    samples.extend(speech);
-    samples.extend(vec![0; tail_ms * 16]);
-    samples
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_player_asks_and_the_addressed_npc_answers_through_the_engine() {

@@ -26,15 +26,7 @@ pub fn espeak_native(text: &str) -> (Vec<i16>, u32) {
 
 /// Speech synthesized by espeak-ng, as 16 kHz mono (through the crate's own
 /// WAV reader and resampler).
-pub fn espeak_16k(text: &str) -> Vec<i16> {
-    let out = Command::new("espeak-ng")
-        .args(["--stdout", "-s", "160", text])
-        .output()
-        .expect("espeak-ng must be installed to generate speech fixtures");
-    assert!(out.status.success(), "espeak-ng failed: {out:?}");
-    let audio = glyphoxa_audio::read_wav(&out.stdout[..]).expect("espeak-ng WAV");
-    audio.to_mono_16k().expect("resample to 16 kHz")
-}
+pub use glyphoxa_audio::fixtures::espeak_16k;
 
 /// `ms` of digital silence at 16 kHz.
 pub fn silence(ms: u32) -> Vec<i16> {

@@ -72,6 +72,29 @@ pub trait VoiceConnector: Send + Sync {
 
     /// Leaves the guild's voice channel (harmless when not in one).
     async fn leave(&self, guild: &DiscordId);
+
+    /// Whether the bot is in (or joining) a voice channel of `guild`.
+    fn in_voice(&self, guild: &DiscordId) -> bool;
+}
+
+/// Why a session is stopped (recorded as the session's end reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopCause<'a> {
+    /// `/session stop` by this user.
+    Command(&'a DiscordId),
+    /// The bot was removed from the voice channel (kicked, or the channel
+    /// was deleted).
+    RemovedFromVoice,
+}
+
+impl StopCause<'_> {
+    /// The end reason stored with the session.
+    pub fn reason(&self) -> String {
+        match self {
+            StopCause::Command(user) => format!("stopped by {user}"),
+            StopCause::RemovedFromVoice => "the bot was removed from the voice channel".to_string(),
+        }
+    }
 }
 
 /// Starts and stops the sessions of one tenant's guilds.
@@ -86,8 +109,8 @@ pub trait SessionController: Send + Sync {
         user: &DiscordId,
     ) -> Result<SessionInfo, SessionError>;
 
-    /// Stops the guild's live session and leaves voice.
-    async fn stop(&self, guild: &DiscordId, user: &DiscordId) -> Result<SessionInfo, SessionError>;
+    /// Stops the guild's live session for `cause` and leaves voice.
+    async fn stop(&self, guild: &DiscordId, cause: StopCause<'_>) -> Result<SessionInfo, SessionError>;
 
     /// The guild's live session, if any.
     async fn info(&self, guild: &DiscordId) -> Result<Option<SessionInfo>, SessionError>;
@@ -137,6 +160,30 @@ impl OrchestratedSessions {
     fn guild_lock(&self, guild: &DiscordId) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.guild_locks.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(locks.entry(guild.clone()).or_default())
+    }
+
+    /// A session of `guild` ended without `/session stop` (its worker, the
+    /// cleanup, the admin API): leaves the voice channel if the bot is still
+    /// in one there and no session is live. Runs under the guild's lock, so
+    /// it never races a start or a stop; says whether it left.
+    pub async fn leave_if_ended(&self, guild: &DiscordId) -> Result<bool, SessionError> {
+        let lock = self.guild_lock(guild);
+        let _one_at_a_time = lock.lock().await;
+        if !self.voice.in_voice(guild) {
+            return Ok(false);
+        }
+        let live = self
+            .orchestrator
+            .store()
+            .tenant(&self.tenant)
+            .live_session_in_guild(guild)
+            .await
+            .map_err(OrchestratorError::from)?;
+        if live.is_some() {
+            return Ok(false);
+        }
+        self.voice.leave(guild).await;
+        Ok(true)
     }
 
     async fn describe(&self, session: Session) -> Result<SessionInfo, SessionError> {
@@ -200,10 +247,10 @@ impl SessionController for OrchestratedSessions {
         }
     }
 
-    async fn stop(&self, guild: &DiscordId, user: &DiscordId) -> Result<SessionInfo, SessionError> {
+    async fn stop(&self, guild: &DiscordId, cause: StopCause<'_>) -> Result<SessionInfo, SessionError> {
         let lock = self.guild_lock(guild);
         let _one_at_a_time = lock.lock().await;
-        let reason = format!("stopped by {user}");
+        let reason = cause.reason();
         let stopped = match self.orchestrator.stop_guild(&self.tenant, guild, &reason).await {
             Ok(session) => session,
             Err(OrchestratorError::NoActiveSession) => return Err(SessionError::NoActiveSession),

@@ -169,7 +169,7 @@ mod tests {
         bench
             .ctx
             .sessions
-            .stop(&id(GUILD), &id(DM))
+            .stop(&id(GUILD), crate::commands::StopCause::Command(&id(DM)))
             .await
             .expect("session stops");
         info.id

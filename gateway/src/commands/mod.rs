@@ -33,7 +33,7 @@ use std::time::Instant;
 
 use glyphoxa_pipeline::providers::{LanguageModel, TextToSpeech};
 
-pub use controller::{OrchestratedSessions, SessionController, SessionError, SessionInfo, VoiceConnector};
+pub use controller::{OrchestratedSessions, SessionController, SessionError, SessionInfo, StopCause, VoiceConnector};
 pub use dashboard::{DashboardSource, SessionObserver};
 pub use interaction::{Attachment, Interaction, InteractionKind, Invoker, OptionValue};
 pub use permissions::{Access, PermissionChecker};

@@ -75,7 +75,7 @@ const CHUNK_MS: u32 = 100;
 const SAMPLE_RATES: std::ops::RangeInclusive<u32> = 8_000..=48_000;
 /// A session's recap is saved only once it has been over this long, since a
 /// worker may flush its last transcript lines just after the stop.
-const SETTLE_MS: i64 = 10_000;
+pub(crate) const SETTLE_MS: i64 = 10_000;
 /// Sessions looked at for the autocomplete.
 const AUTOCOMPLETE_SCAN: u32 = 200;
 /// Longest autocomplete label Discord accepts.
@@ -880,6 +880,7 @@ mod tests {
     use crate::commands::responder::Sent;
     use crate::commands::testing::*;
     use crate::commands::RecapEngines;
+    use crate::commands::StopCause;
     use crate::ids::CampaignId;
     use crate::store::NewTranscriptLine;
     use crate::time::Clock as _;
@@ -1027,7 +1028,7 @@ mod tests {
         bench
             .ctx
             .sessions
-            .stop(&id(guild), &id(DM))
+            .stop(&id(guild), StopCause::Command(&id(DM)))
             .await
             .expect("session stops");
         bench.clock.advance(Duration::from_secs(60));
@@ -1230,7 +1231,12 @@ mod tests {
         let llm = CountingLlm::answering("The crypt awaited.");
         engines(&mut bench, Some(llm.clone()), None);
         let session = begin(&bench, GUILD, &[("Pip", "We enter the crypt.", 5)]).await;
-        bench.ctx.sessions.stop(&id(GUILD), &id(DM)).await.unwrap();
+        bench
+            .ctx
+            .sessions
+            .stop(&id(GUILD), StopCause::Command(&id(DM)))
+            .await
+            .unwrap();
         deferred(&bench.run(recap_of(None)).await);
         assert!(bench.ctx.store().recap(&session).await.unwrap().is_none());
         bench.clock.advance(Duration::from_secs(30));

@@ -2,7 +2,9 @@
 //! [`super::recap`].
 
 use super::reply::{Embed, Message};
-use super::{guild_of, human_duration, CommandContext, CommandError, CommandResult, Interaction, Reply, SessionError};
+use super::{
+    guild_of, human_duration, CommandContext, CommandError, CommandResult, Interaction, Reply, SessionError, StopCause,
+};
 
 /// Green for a started session.
 const STARTED: u32 = 0x2e_cc_71;
@@ -54,7 +56,10 @@ pub(crate) async fn stop(ctx: &CommandContext, interaction: &Interaction, reply:
         return Err(SessionError::NoActiveSession.into());
     }
     reply.defer(true).await?;
-    let session = ctx.sessions.stop(guild, &interaction.invoker.user_id).await?;
+    let session = ctx
+        .sessions
+        .stop(guild, StopCause::Command(&interaction.invoker.user_id))
+        .await?;
     ctx.observe_stopped(&session);
     let mut embed = Embed::titled("Session ended")
         .field("Session", format!("`{}`", session.id), false)

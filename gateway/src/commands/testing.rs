@@ -108,6 +108,12 @@ impl VoiceConnector for FakeVoice {
             .push(format!("leave {guild}"));
         self.joined.lock().unwrap_or_else(PoisonError::into_inner).remove(guild);
     }
+    fn in_voice(&self, guild: &DiscordId) -> bool {
+        self.joined
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(guild)
+    }
 }
 
 /// Attachments served from memory by URL.

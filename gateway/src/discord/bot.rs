@@ -26,7 +26,7 @@ use super::voice::{ShardSender, VoiceEvent, VoiceLink};
 use super::wire;
 use crate::bots::{BotState, BotStatus};
 use crate::commands::definitions::command_set;
-use crate::commands::{handle, CommandContext, PermissionChecker, Router};
+use crate::commands::{handle, CommandContext, PermissionChecker, Router, StopCause};
 use crate::ids::{DiscordId, TenantId};
 
 /// A bot's status, shared by the bot (which sees Discord's events) and its
@@ -383,9 +383,6 @@ impl GatewayBot {
                 }
             }
             VoiceEvent::Removed { guild } => {
-                let Some(bot) = self.voice.bot_user() else {
-                    return;
-                };
                 match context.sessions.info(&guild).await {
                     Ok(Some(_)) => {}
                     Ok(None) => return,
@@ -394,7 +391,7 @@ impl GatewayBot {
                         return;
                     }
                 }
-                match context.sessions.stop(&guild, &bot).await {
+                match context.sessions.stop(&guild, StopCause::RemovedFromVoice).await {
                     Ok(session) => {
                         context.observe_stopped(&session);
                         tracing::info!(

@@ -297,6 +297,7 @@ mod tests {
 
     use super::*;
     use crate::commands::testing::*;
+    use crate::commands::StopCause;
     use crate::crypto::BotToken;
     use crate::discord::fake::{BotFixture, FakeDiscord, FakeState};
     use crate::discord::manager::http_client;
@@ -454,7 +455,12 @@ mod tests {
         bench.start_session().await;
         message_when(&fake, TEXT_CHANNEL, |m| title(m) == "📊 Live session").await;
         // Ended without /session stop (zombie cleanup, admin API).
-        bench.ctx.sessions.stop(&id(GUILD), &id(DM)).await.unwrap();
+        bench
+            .ctx
+            .sessions
+            .stop(&id(GUILD), StopCause::Command(&id(DM)))
+            .await
+            .unwrap();
         message_when(&fake, TEXT_CHANNEL, |m| title(m) == "📊 Session ended").await;
         let deadline = tokio::time::Instant::now() + WAIT;
         while !dashboards.live().is_empty() {

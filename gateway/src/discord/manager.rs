@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rand::Rng as _;
 use serenity::all::{ClientBuilder, GatewayError, GatewayIntents, Http, HttpBuilder};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::bot::{BotEvents, GatewayBot, StatusCell};
@@ -23,11 +23,11 @@ use super::DiscordSettings;
 use crate::bots::{BotManager, BotSpec, BotState, BotStatus};
 use crate::commands::{
     AttachmentSource, CommandContext, DashboardSource, OrchestratedSessions, PermissionChecker, RecapEngines,
-    SessionObserver, VoiceConnector,
+    SessionController, SessionObserver, VoiceConnector,
 };
 use crate::crypto::BotToken;
 use crate::ids::{DiscordId, TenantId};
-use crate::orchestrator::Orchestrator;
+use crate::orchestrator::{Orchestrator, SessionEnded};
 
 /// What a tenant's supervisor is told.
 enum Control {
@@ -223,6 +223,30 @@ impl BotManager for SerenityBots {
             .map(|bot| bot.status.get())
             .unwrap_or_else(|| BotStatus::disconnected("not connected"))
     }
+
+    fn statuses(&self) -> Vec<(TenantId, BotStatus)> {
+        self.lock()
+            .iter()
+            .map(|(tenant, bot)| (tenant.clone(), bot.status.get()))
+            .collect()
+    }
+}
+
+/// A session of the bot's tenant ended: if it ended without `/session
+/// stop` (worker, cleanup, admin API) and the bot is still in that guild's
+/// voice channel, the bot leaves.
+async fn leave_after_end(sessions: &OrchestratedSessions, ended: &SessionEnded) {
+    match sessions.leave_if_ended(&ended.guild_id).await {
+        Ok(true) => tracing::info!(
+            tenant = %ended.tenant_id, guild = %ended.guild_id, session_id = %ended.session_id,
+            reason = %ended.reason, "the session ended; the bot left the voice channel"
+        ),
+        Ok(false) => {}
+        Err(error) => tracing::warn!(
+            tenant = %ended.tenant_id, guild = %ended.guild_id, %error,
+            "a session ended but the bot could not check whether to leave voice"
+        ),
+    }
 }
 
 /// Why a connection attempt ended.
@@ -349,10 +373,11 @@ impl Supervisor {
             Arc::clone(&shared.orchestrator),
             voice.clone(),
         ));
+        let mut ended = shared.orchestrator.ended_sessions();
         let context = CommandContext::new(
             tenant.clone(),
             shared.orchestrator.store().clone(),
-            sessions,
+            Arc::clone(&sessions) as Arc<dyn SessionController>,
             voice.clone(),
             Arc::clone(shared.orchestrator.workers()),
             Arc::clone(&shared.files),
@@ -396,6 +421,14 @@ impl Supervisor {
                         Err(join) => Attempt::Failed(format!("the bot's client task failed: {join}")),
                     };
                 }
+                announced = ended.recv() => match announced {
+                    Ok(session) if session.tenant_id == tenant => {
+                        leave_after_end(&sessions, &session).await;
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    // The orchestrator outlives every bot; never busy-loop if not.
+                    Err(broadcast::error::RecvError::Closed) => ended = broadcast::channel(1).1,
+                },
                 command = self.commands.recv() => match command {
                     Some(Control::Update { guild_ids, dm_role_id }) => {
                         self.spec.guild_ids = guild_ids.clone();
@@ -403,7 +436,8 @@ impl Supervisor {
                         bot.update(guild_ids, dm_role_id).await;
                     }
                     Some(Control::LeaveVoice { guilds, done }) => {
-                        for guild in &guilds {
+                        // Not twice: a session's end may have made it leave already.
+                        for guild in guilds.iter().filter(|guild| bot.voice().in_voice(guild)) {
                             bot.voice().leave(guild).await;
                         }
                         let _ = done.send(());

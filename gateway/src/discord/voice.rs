@@ -286,6 +286,15 @@ impl VoiceConnector for VoiceLink {
         self.lock().members.get(guild).and_then(|m| m.get(user)).cloned()
     }
 
+    fn in_voice(&self, guild: &DiscordId) -> bool {
+        let inner = self.lock();
+        let seated = inner
+            .bot_user
+            .as_ref()
+            .is_some_and(|bot| inner.members.get(guild).is_some_and(|m| m.contains_key(bot)));
+        seated || inner.connected.contains_key(guild) || inner.joins.contains_key(guild)
+    }
+
     async fn join(&self, guild: &DiscordId, channel: &DiscordId) -> Result<VoiceCredentials, String> {
         let (done, credentials) = oneshot::channel();
         {
@@ -332,6 +341,13 @@ impl VoiceConnector for VoiceLink {
             inner.joins.remove(guild);
             inner.connected.remove(guild);
             inner.leaving.insert(guild.clone());
+            // Out of the channel from now on, as far as `in_voice` knows
+            // (Discord's VOICE_STATE_UPDATE confirms it later).
+            if let Some(bot) = inner.bot_user.clone() {
+                if let Some(members) = inner.members.get_mut(guild) {
+                    members.remove(&bot);
+                }
+            }
         }
         if let Err(error) = self.send(op4(guild, None)) {
             tracing::warn!(%guild, %error, "cannot leave the voice channel");
@@ -376,6 +392,22 @@ mod tests {
         assert_eq!(link.channel_of(&id("2"), &id("11")), None);
         link.forget_guild(&id("1"));
         assert_eq!(link.channel_of(&id("1"), &id("11")), None);
+    }
+
+    #[tokio::test]
+    async fn in_voice_follows_the_bots_own_seat_and_a_leave_counts_at_once() {
+        let (link, sent) = link();
+        // Seated before this connection (GUILD_CREATE lists the bot's state).
+        link.on_guild(&id("1"), [(id("999"), id("300")), (id("10"), id("300"))]);
+        assert!(link.in_voice(&id("1")));
+        assert!(!link.in_voice(&id("2")));
+        link.leave(&id("1")).await;
+        assert!(!link.in_voice(&id("1")), "left, before Discord confirms");
+        assert_eq!(sent.0.lock().unwrap().len(), 1);
+        assert_eq!(link.channel_of(&id("1"), &id("10")), Some(id("300")), "others stay");
+        // Seated again by Discord (e.g. a join).
+        link.on_voice_state(&id("1"), &id("999"), Some(&id("301")), "s");
+        assert!(link.in_voice(&id("1")));
     }
 
     #[tokio::test]

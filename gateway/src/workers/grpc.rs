@@ -330,8 +330,17 @@ impl WorkerClient for GrpcWorkerPool {
 /// call at once with `UNAVAILABLE`.
 struct Guarded(Arc<WorkerEntry>);
 
+/// Records a worker RPC's latency as seen by the gateway:
+/// `glyphoxa_gateway_worker_rpc_seconds{method, code}` (`method` as in the
+/// proto, `code` the gRPC status name, `OK` on success).
+fn record_rpc<T>(method: &'static str, took: Duration, outcome: &Result<T, ApiError>) {
+    let code = outcome.as_ref().err().map_or("OK", ApiError::code_name);
+    metrics::histogram!("glyphoxa_gateway_worker_rpc_seconds", "method" => method, "code" => code)
+        .record(took.as_secs_f64());
+}
+
 macro_rules! guarded {
-    ($self:ident, $client:ident . $method:ident ( $($arg:expr),* )) => {{
+    ($self:ident, $name:literal, $client:ident . $method:ident ( $($arg:expr),* )) => {{
         let entry = &$self.0;
         entry.breaker.try_acquire().map_err(|wait| {
             ApiError::unavailable(format!(
@@ -340,7 +349,9 @@ macro_rules! guarded {
                 wait.as_secs_f64()
             ))
         })?;
+        let started = Instant::now();
         let outcome = entry.$client.$method($($arg),*).await;
+        record_rpc($name, started.elapsed(), &outcome);
         entry.breaker.record(&outcome);
         outcome
     }};
@@ -348,7 +359,7 @@ macro_rules! guarded {
 
 impl Guarded {
     async fn start(&self, request: StartSessionRequest) -> Result<StartSessionResponse, ApiError> {
-        guarded!(self, start.start_session(request))
+        guarded!(self, "StartSession", start.start_session(request))
     }
 }
 
@@ -359,49 +370,94 @@ impl WorkerApi for Guarded {
     }
 
     async fn stop_session(&self, request: StopSessionRequest) -> Result<StopSessionResponse, ApiError> {
-        guarded!(self, control.stop_session(request))
+        guarded!(self, "StopSession", control.stop_session(request))
     }
 
     async fn get_status(&self, request: GetStatusRequest) -> Result<GetStatusResponse, ApiError> {
-        guarded!(self, control.get_status(request))
+        guarded!(self, "GetStatus", control.get_status(request))
     }
 
     async fn update_voice_server(
         &self,
         request: UpdateVoiceServerRequest,
     ) -> Result<UpdateVoiceServerResponse, ApiError> {
-        guarded!(self, control.update_voice_server(request))
+        guarded!(self, "UpdateVoiceServer", control.update_voice_server(request))
     }
 
     async fn update_knowledge(&self, request: UpdateKnowledgeRequest) -> Result<UpdateKnowledgeResponse, ApiError> {
-        guarded!(self, control.update_knowledge(request))
+        guarded!(self, "UpdateKnowledge", control.update_knowledge(request))
     }
 
     async fn list_npcs(&self, request: ListNpcsRequest) -> Result<ListNpcsResponse, ApiError> {
-        guarded!(self, control.list_npcs(request))
+        guarded!(self, "ListNPCs", control.list_npcs(request))
     }
 
     async fn mute_npc(&self, request: MuteNpcRequest) -> Result<MuteNpcResponse, ApiError> {
-        guarded!(self, control.mute_npc(request))
+        guarded!(self, "MuteNPC", control.mute_npc(request))
     }
 
     async fn unmute_npc(&self, request: UnmuteNpcRequest) -> Result<UnmuteNpcResponse, ApiError> {
-        guarded!(self, control.unmute_npc(request))
+        guarded!(self, "UnmuteNPC", control.unmute_npc(request))
     }
 
     async fn speak_npc(&self, request: SpeakNpcRequest) -> Result<SpeakNpcResponse, ApiError> {
-        guarded!(self, control.speak_npc(request))
+        guarded!(self, "SpeakNPC", control.speak_npc(request))
     }
 
     async fn mute_all_npcs(&self, request: MuteAllNpcsRequest) -> Result<MuteAllNpcsResponse, ApiError> {
-        guarded!(self, control.mute_all_npcs(request))
+        guarded!(self, "MuteAllNPCs", control.mute_all_npcs(request))
     }
 
     async fn unmute_all_npcs(&self, request: UnmuteAllNpcsRequest) -> Result<UnmuteAllNpcsResponse, ApiError> {
-        guarded!(self, control.unmute_all_npcs(request))
+        guarded!(self, "UnmuteAllNPCs", control.unmute_all_npcs(request))
     }
 
     async fn play_audio(&self, header: PlayAudioHeader, pcm: PcmStream) -> Result<PlayAudioResponse, ApiError> {
-        guarded!(self, control.play_audio(header, pcm))
+        guarded!(self, "PlayAudio", control.play_audio(header, pcm))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    use super::*;
+
+    #[test]
+    fn worker_rpcs_are_timed_by_method_and_status_code() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            record_rpc("MuteNPC", Duration::from_millis(3), &Ok::<(), ApiError>(()));
+            record_rpc::<()>(
+                "ListNPCs",
+                Duration::from_millis(7),
+                &Err(ApiError::not_found("no session")),
+            );
+        });
+        let mut seen: Vec<(String, String, f64)> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| key.key().name() == "glyphoxa_gateway_worker_rpc_seconds")
+            .map(|(key, _, _, value)| {
+                let label = |name: &str| {
+                    key.key()
+                        .labels()
+                        .find(|l| l.key() == name)
+                        .map(|l| l.value().to_string())
+                        .unwrap_or_default()
+                };
+                let DebugValue::Histogram(values) = value else {
+                    panic!("a histogram: {value:?}");
+                };
+                (label("method"), label("code"), values[0].into_inner())
+            })
+            .collect();
+        seen.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!((seen[0].0.as_str(), seen[0].1.as_str()), ("ListNPCs", "NOT_FOUND"));
+        assert!((seen[0].2 - 0.007).abs() < 1e-9);
+        assert_eq!((seen[1].0.as_str(), seen[1].1.as_str()), ("MuteNPC", "OK"));
     }
 }

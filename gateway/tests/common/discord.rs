@@ -24,6 +24,8 @@ use glyphoxa_gateway::orchestrator::{Orchestrator, OrchestratorSettings};
 use glyphoxa_gateway::workers::fake::FakeWorker;
 use glyphoxa_gateway::workers::{InProcessWorkerClient, WorkerClient};
 use serde_json::{json, Value};
+
+pub use glyphoxa_gateway::discord::fake::scenarios::text_of;
 use tower::ServiceExt as _;
 
 use super::TestDb;
@@ -68,6 +70,8 @@ pub struct World {
     pub worker: Arc<FakeWorker>,
     /// The tenants' bots.
     pub bots: Arc<SerenityBots>,
+    /// The orchestrator behind the bots and the admin API.
+    pub orchestrator: Arc<Orchestrator>,
 }
 
 /// How a [`World`] is built.
@@ -149,6 +153,7 @@ pub async fn world_from(db: &TestDb, options: WorldOptions) -> World {
     });
     let files = Arc::new(HttpAttachments::new(Duration::from_secs(5)).expect("downloader"));
     let bots = Arc::new(SerenityBots::new(settings, orchestrator.clone(), files, options.recaps).expect("bots"));
+    let sessions = Arc::clone(&orchestrator);
     let mut admin_settings = AdminSettings::new(KEY);
     admin_settings.secret_key = Some(base64::engine::general_purpose::STANDARD.encode([7u8; 32]));
     let state = AdminState::new(&admin_settings, orchestrator, bots.clone() as Arc<dyn BotManager>).expect("admin");
@@ -157,6 +162,7 @@ pub async fn world_from(db: &TestDb, options: WorldOptions) -> World {
         admin: admin::router(state),
         worker,
         bots,
+        orchestrator: sessions,
     }
 }
 
@@ -281,38 +287,6 @@ pub fn command(name: &str, sub: Option<&str>, options: Vec<OptionFixture>) -> In
     InteractionFixture::command(name, options).in_guild(G1, TEXT)
 }
 
-/// The text of a callback body or a message body: content, embed titles,
-/// descriptions, fields and footers.
-pub fn text_of(body: &Value) -> String {
-    let message = body.get("data").filter(|_| body.get("type").is_some()).unwrap_or(body);
-    let mut text = message["content"].as_str().unwrap_or_default().to_string();
-    for embed in message["embeds"].as_array().into_iter().flatten() {
-        for key in ["title", "description"] {
-            if let Some(part) = embed[key].as_str() {
-                text.push('\n');
-                text.push_str(part);
-            }
-        }
-        for field in embed["fields"].as_array().into_iter().flatten() {
-            text.push_str(&format!(
-                "\n{}: {}",
-                field["name"].as_str().unwrap_or_default(),
-                field["value"].as_str().unwrap_or_default()
-            ));
-        }
-        if let Some(footer) = embed["footer"]["text"].as_str() {
-            text.push('\n');
-            text.push_str(footer);
-        }
-    }
-    if let Some(choices) = message["choices"].as_array() {
-        for choice in choices {
-            text.push_str(&format!("\n{}", choice["name"].as_str().unwrap_or_default()));
-        }
-    }
-    text
-}
-
 /// Op 4 payloads the bot of `token` sent: `(guild, channel)`.
 pub fn voice_ops(world: &World, token: &str) -> Vec<(String, Option<String>)> {
     world
@@ -349,18 +323,4 @@ pub fn command_puts(world: &World, app: &str, guild: &str) -> Vec<Value> {
         .filter(|r| r.method == "PUT" && r.path == path)
         .filter_map(|r| r.body)
         .collect()
-}
-
-/// A campaign with Grimble and `extra` more NPCs.
-pub fn campaign_yaml(extra: usize) -> String {
-    let mut yaml = String::from(
-        "campaign: { name: \"The Yawning Portal\", system: dnd5e }\nnpcs:\n  - { name: Grimble, personality: \"A grumpy dwarven innkeeper.\" }\n",
-    );
-    for i in 0..extra {
-        yaml.push_str(&format!(
-            "  - {{ name: \"Villager {i:02}\", personality: \"A villager.\" }}\n"
-        ));
-    }
-    yaml.push_str("entities:\n  - { name: Phandalin, type: location, description: \"A frontier town.\" }\n");
-    yaml
 }

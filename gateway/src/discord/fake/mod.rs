@@ -21,7 +21,8 @@
 //! Modules: [`fixtures`] (inputs) and [`records`] (what was seen);
 //! `state` (the world behind one mutex), `http` + `routes` + `multipart`
 //! (REST), `gateway_ws` + `sessions` (gateway), `commands`, `interactions`,
-//! `messages`, `limits`, `objects` (Discord JSON), `api_error`.
+//! `messages`, `limits`, `objects` (Discord JSON), `api_error`; [`scenarios`]
+//! (slash-command flows shared by the gateway-mode and full-mode tests).
 
 mod api_error;
 mod commands;
@@ -35,6 +36,7 @@ mod multipart;
 mod objects;
 pub mod records;
 mod routes;
+pub mod scenarios;
 mod sessions;
 mod state;
 
