@@ -2,6 +2,8 @@
 //! session, voice transports (Discord, loopback) and the `SessionWorkerService`.
 
 pub mod convert;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
 pub mod metrics;
 pub mod playback;
 pub mod replay;

@@ -8,7 +8,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use glyphoxa_audio::fixtures::spoken;
-use glyphoxa_pipeline::campaign::Campaign;
 use glyphoxa_pipeline::testing::{Scripted, ScriptedLlm, ScriptedStt, ToneTts};
 use glyphoxa_proto::v1;
 use glyphoxa_proto::{ApiError, ClientConfig, GatewayApi, GrpcWorkerClient, SessionEventStream, WorkerApi};
@@ -73,39 +72,11 @@ impl GatewayApi for RecordingGateway {
     }
 }
 
+/// The example campaign's NPCs but the Chronicler (two NPCs answer here).
 fn start_request(session_id: &str) -> v1::StartSessionRequest {
-    let campaign = Campaign::example();
-    v1::StartSessionRequest {
-        session_id: session_id.into(),
-        tenant_id: "t1".into(),
-        campaign_id: "c1".into(),
-        guild_id: "100".into(),
-        channel_id: "200".into(),
-        license_tier: v1::LicenseTier::Shared as i32,
-        dm_user_id: "9999".into(),
-        npcs: campaign
-            .npcs
-            .iter()
-            .filter(|n| n.name != "Chronicler")
-            .map(|n| v1::NpcDefinition {
-                id: String::new(),
-                name: n.name.clone(),
-                personality: n.personality.clone(),
-                voice: None,
-                address_only: n.address_only,
-                gm_helper: n.gm_helper,
-            })
-            .collect(),
-        knowledge: vec![],
-        voice: Some(v1::VoiceCredentials {
-            bot_user_id: "5555".into(),
-            session_id: "voice".into(),
-            token: "token".into(),
-            endpoint: "endpoint".into(),
-        }),
-        campaign_name: campaign.campaign.name,
-        campaign_system: campaign.campaign.system,
-    }
+    let mut request = glyphoxa_worker::fixtures::start_request(session_id);
+    request.npcs.retain(|n| n.name != "Chronicler");
+    request
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
