@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use glyphoxa_audio::fixtures::espeak_16k as spoken;
 use glyphoxa_audio::{OutputPacket, SessionControl, SpeakerId, INPUT_FRAME_SAMPLES};
 use glyphoxa_pipeline::testing::{Scripted, ScriptedLlm, ScriptedStt, ToneTts};
 use glyphoxa_proto::v1;
-use glyphoxa_proto::{ApiError, GatewayApi, SessionEventStream, WorkerApi};
+use glyphoxa_proto::{ApiError, WorkerApi};
 use glyphoxa_worker::fixtures::start_request;
+use glyphoxa_worker::fixtures::RecordingGateway;
 use glyphoxa_worker::runtime::Providers;
 use glyphoxa_worker::service::{TransportFactory, Worker, WorkerSettings};
 use glyphoxa_worker::transport::{TransportError, VoiceTransport};
@@ -133,79 +133,32 @@ impl TransportFactory for Cues {
     }
 }
 
-/// A gateway that remembers what the worker tells it.
-#[derive(Default)]
-struct RecordingGateway {
-    heartbeats: Mutex<Vec<(String, Instant)>>,
-    events: Mutex<Vec<v1::SessionEvent>>,
+/// The session's turns that went to an NPC, in order.
+fn turns_of(gateway: &RecordingGateway, session_id: &str) -> Vec<v1::TurnResult> {
+    gateway
+        .events()
+        .into_iter()
+        .filter(|e| e.session_id == session_id)
+        .filter_map(|e| match e.event {
+            Some(v1::session_event::Event::Turn(turn)) if turn.outcome != v1::TurnOutcome::NoTarget as i32 => {
+                Some(turn)
+            }
+            _ => None,
+        })
+        .collect()
 }
 
-impl RecordingGateway {
-    fn heartbeats_of(&self, session_id: &str) -> Vec<Instant> {
-        let beats = self.heartbeats.lock().unwrap();
-        beats
-            .iter()
-            .filter(|(id, _)| id == session_id)
-            .map(|(_, at)| *at)
-            .collect()
-    }
-
-    /// The session's turns that went to an NPC, in order.
-    fn turns_of(&self, session_id: &str) -> Vec<v1::TurnResult> {
-        let events = self.events.lock().unwrap();
-        events
-            .iter()
-            .filter(|e| e.session_id == session_id)
-            .filter_map(|e| match &e.event {
-                Some(v1::session_event::Event::Turn(turn)) if turn.outcome != v1::TurnOutcome::NoTarget as i32 => {
-                    Some(turn.clone())
-                }
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// The texts of the session's NPC lines.
-    fn npc_lines_of(&self, session_id: &str) -> Vec<String> {
-        let events = self.events.lock().unwrap();
-        events
-            .iter()
-            .filter(|e| e.session_id == session_id)
-            .filter_map(|e| match &e.event {
-                Some(v1::session_event::Event::Transcript(line)) if !line.npc_id.is_empty() => Some(line.text.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
-#[async_trait]
-impl GatewayApi for RecordingGateway {
-    async fn report_state(&self, _request: v1::ReportStateRequest) -> Result<v1::ReportStateResponse, ApiError> {
-        Ok(v1::ReportStateResponse {})
-    }
-
-    async fn heartbeat(&self, request: v1::HeartbeatRequest) -> Result<v1::HeartbeatResponse, ApiError> {
-        self.heartbeats
-            .lock()
-            .unwrap()
-            .push((request.session_id, Instant::now()));
-        Ok(v1::HeartbeatResponse {
-            state: v1::SessionState::Active as i32,
+/// The texts of the session's NPC lines.
+fn npc_lines_of(gateway: &RecordingGateway, session_id: &str) -> Vec<String> {
+    gateway
+        .events()
+        .into_iter()
+        .filter(|e| e.session_id == session_id)
+        .filter_map(|e| match e.event {
+            Some(v1::session_event::Event::Transcript(line)) if !line.npc_id.is_empty() => Some(line.text),
+            _ => None,
         })
-    }
-
-    async fn report_events(&self, mut events: SessionEventStream) -> Result<v1::ReportEventsResponse, ApiError> {
-        let mut accepted = 0;
-        while let Some(Ok(event)) = events.next().await {
-            self.events.lock().unwrap().push(event);
-            accepted += 1;
-        }
-        Ok(v1::ReportEventsResponse {
-            accepted,
-            last_sequence: Default::default(),
-        })
-    }
+        .collect()
 }
 
 /// A worker with shared fake providers, cued transports and a recording gateway.
@@ -279,7 +232,7 @@ impl Harness {
         let gateway = self.gateway.clone();
         let id = session_id.to_string();
         eventually(&format!("{count} turn(s) in {session_id}"), || {
-            let turns = gateway.turns_of(&id);
+            let turns = turns_of(&gateway, &id);
             (turns.len() >= count).then_some(turns)
         })
         .await
@@ -320,7 +273,7 @@ async fn a_hung_language_model_fails_only_its_turn_and_the_next_turn_is_answered
     let turns = h.turns("s-hang", 2).await;
     assert_eq!(turns[1].outcome, v1::TurnOutcome::Spoke as i32, "{turns:?}");
     assert_eq!(turns[1].npc_name, "Grimble");
-    assert_eq!(h.gateway.npc_lines_of("s-hang"), ["Aye, friend."]);
+    assert_eq!(npc_lines_of(&h.gateway, "s-hang"), ["Aye, friend."]);
     assert!(
         cue.audible.load(Ordering::Relaxed) > audible_before,
         "the answer was heard"
@@ -355,7 +308,7 @@ async fn one_broken_session_leaves_the_other_answering(kill: impl FnOnce(&Cue)) 
     h.say("s-ok", &question, "Grimble, what do you have on tap?");
     let turns = h.turns("s-ok", 1).await;
     assert_eq!(turns[0].outcome, v1::TurnOutcome::Spoke as i32, "{turns:?}");
-    assert_eq!(h.gateway.npc_lines_of("s-ok"), ["Ale and mead, friend."]);
+    assert_eq!(npc_lines_of(&h.gateway, "s-ok"), ["Ale and mead, friend."]);
     assert!(h.cues.get("s-ok").audible.load(Ordering::Relaxed) > 0);
     let ok = h.status("s-ok").await;
     assert!(ok.error.is_empty(), "{ok:?}");

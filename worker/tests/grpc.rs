@@ -5,12 +5,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use futures_util::StreamExt;
 use glyphoxa_audio::fixtures::spoken;
 use glyphoxa_pipeline::testing::{Scripted, ScriptedLlm, ScriptedStt, ToneTts};
 use glyphoxa_proto::v1;
-use glyphoxa_proto::{ApiError, ClientConfig, GatewayApi, GrpcWorkerClient, SessionEventStream, WorkerApi};
+use glyphoxa_proto::{ApiError, ClientConfig, GrpcWorkerClient, WorkerApi};
+use glyphoxa_worker::fixtures::RecordingGateway;
 use glyphoxa_worker::runtime::Providers;
 use glyphoxa_worker::service::{TransportFactory, Worker, WorkerSettings};
 use glyphoxa_worker::transport::loopback::{LoopbackOutput, LoopbackSpeaker, LoopbackTransport};
@@ -34,41 +33,6 @@ impl TransportFactory for Loopbacks {
         );
         self.outputs.lock().unwrap().push(transport.output());
         Ok(Box::new(transport))
-    }
-}
-
-/// A gateway that remembers what workers tell it.
-#[derive(Default)]
-struct RecordingGateway {
-    states: Mutex<Vec<(String, i32)>>,
-    heartbeats: Mutex<Vec<String>>,
-    events: Mutex<Vec<v1::SessionEvent>>,
-}
-
-#[async_trait]
-impl GatewayApi for RecordingGateway {
-    async fn report_state(&self, request: v1::ReportStateRequest) -> Result<v1::ReportStateResponse, ApiError> {
-        self.states.lock().unwrap().push((request.session_id, request.state));
-        Ok(v1::ReportStateResponse {})
-    }
-
-    async fn heartbeat(&self, request: v1::HeartbeatRequest) -> Result<v1::HeartbeatResponse, ApiError> {
-        self.heartbeats.lock().unwrap().push(request.session_id);
-        Ok(v1::HeartbeatResponse {
-            state: v1::SessionState::Active as i32,
-        })
-    }
-
-    async fn report_events(&self, mut events: SessionEventStream) -> Result<v1::ReportEventsResponse, ApiError> {
-        let mut accepted = 0;
-        while let Some(Ok(event)) = events.next().await {
-            self.events.lock().unwrap().push(event);
-            accepted += 1;
-        }
-        Ok(v1::ReportEventsResponse {
-            accepted,
-            last_sequence: Default::default(),
-        })
     }
 }
 
@@ -303,7 +267,7 @@ async fn a_session_over_grpc() {
     assert!(matches!(bad_audio, ApiError::InvalidArgument(_)));
 
     // Heartbeats flow while the session runs and stop when it ends.
-    assert!(!gateway.heartbeats.lock().unwrap().is_empty());
+    assert!(gateway.heartbeat_count() > 0);
     let stopped = client
         .stop_session(v1::StopSessionRequest {
             session_id: "s-1".into(),
@@ -312,15 +276,11 @@ async fn a_session_over_grpc() {
         .await
         .unwrap();
     assert_eq!(stopped.session.unwrap().state, v1::SessionState::Ended as i32);
-    let beats = gateway.heartbeats.lock().unwrap().len();
+    let beats = gateway.heartbeat_count();
     sleep_ms(600).await;
+    assert_eq!(gateway.heartbeat_count(), beats, "no heartbeats after the end");
     assert_eq!(
-        gateway.heartbeats.lock().unwrap().len(),
-        beats,
-        "no heartbeats after the end"
-    );
-    assert_eq!(
-        gateway.states.lock().unwrap().clone(),
+        gateway.states(),
         [
             ("s-1".to_string(), v1::SessionState::Active as i32),
             ("s-1".to_string(), v1::SessionState::Ended as i32)
@@ -344,10 +304,10 @@ async fn sleep_ms(ms: u64) {
 
 async fn wait_for(gateway: &RecordingGateway, wanted: impl Fn(&v1::SessionEvent) -> bool) -> v1::SessionEvent {
     for _ in 0..300 {
-        if let Some(event) = gateway.events.lock().unwrap().iter().find(|e| wanted(e)) {
-            return event.clone();
+        if let Some(event) = gateway.events().into_iter().find(|e| wanted(e)) {
+            return event;
         }
         sleep_ms(50).await;
     }
-    panic!("the event never arrived; got {:?}", gateway.events.lock().unwrap());
+    panic!("the event never arrived; got {:?}", gateway.events());
 }
