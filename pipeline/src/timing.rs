@@ -118,6 +118,9 @@ pub struct TurnResult {
     pub npc: Option<NpcId>,
     /// The reply text that was actually heard.
     pub reply_heard: String,
+    /// How much of the reply's audio was played, in milliseconds (0 when
+    /// nothing was).
+    pub played_ms: f64,
     /// How the turn ended.
     pub outcome: TurnOutcome,
     /// Stage timestamps.

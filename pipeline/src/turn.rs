@@ -104,6 +104,8 @@ pub struct TurnOutput {
     pub planned: Vec<String>,
     /// Whether the mixer reported the line as cut.
     pub cut: bool,
+    /// How much of the line's audio was played, in milliseconds.
+    pub played_ms: f64,
     /// Stage times.
     pub times: TurnStageTimes,
     /// What failed, if anything.
@@ -188,9 +190,9 @@ impl TurnState {
         if let Some(seen) = &self.first_frame_seen {
             self.times.first_frame = seen.lock().ok().and_then(|t| *t);
         }
-        let (heard, cut) = match report {
-            Some(report) => (heard_text(&self.spans, report), report.cut),
-            None => (String::new(), end == TurnEnd::Cancelled),
+        let (heard, cut, played_ms) = match report {
+            Some(report) => (heard_text(&self.spans, report), report.cut, report.played_ms),
+            None => (String::new(), end == TurnEnd::Cancelled, 0.0),
         };
         let end = if end == TurnEnd::Completed && cut {
             TurnEnd::Cancelled
@@ -207,6 +209,7 @@ impl TurnState {
             heard,
             planned: self.planned,
             cut,
+            played_ms,
             times: self.times,
             error,
         }

@@ -153,7 +153,7 @@ fn turn_result(turn: &TurnResult, npc_name: &str, speech_end_unix_ms: i64) -> v1
         speech_end_unix_ms,
         speaker_id: turn.speaker_id.clone(),
         error: turn.error.clone().unwrap_or_default(),
-        played_ms: 0,
+        played_ms: turn.played_ms.max(0.0).round() as u64,
     }
 }
 

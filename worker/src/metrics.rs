@@ -148,6 +148,7 @@ mod tests {
             transcript: "Grimble, a drink".into(),
             npc: None,
             reply_heard: "Coming up.".into(),
+            played_ms: 0.0,
             outcome: TurnOutcome::Spoke,
             timings: TurnTimings {
                 speech_end: at(0),
@@ -283,6 +284,7 @@ mod tests {
             transcript: "hmm".into(),
             npc: None,
             reply_heard: String::new(),
+            played_ms: 0.0,
             outcome: TurnOutcome::NoTarget,
             timings: TurnTimings::default(),
             error: None,

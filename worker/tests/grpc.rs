@@ -116,6 +116,7 @@ async fn a_session_over_grpc() {
     };
     assert_eq!(turn.outcome, v1::TurnOutcome::Spoke as i32, "{turn:?}");
     assert_eq!(turn.npc_name, "Grimble");
+    assert!(turn.played_ms >= 200, "the answer's played audio: {turn:?}");
     let latencies = turn.latencies.unwrap();
     let stages = [
         latencies.vad_end_of_speech_ms,
