@@ -466,7 +466,6 @@ fn readiness(store: Store, bots: Arc<SerenityBots>, tenant: TenantId) -> Readine
                 Ok(()) => Check::ready("database", format!("{:?} answers", store.backend())),
                 Err(error) => Check::failing("database", error.to_string()),
             };
-            glyphoxa_gateway::bots::BotCounts::of(&bots.statuses()).publish();
             let status = bots.status(&tenant);
             let detail = match &status.message {
                 Some(message) => format!("{:?}: {message}", status.state),

@@ -117,9 +117,7 @@ pub fn readiness(orchestrator: Arc<Orchestrator>, bots: Arc<dyn BotManager>) -> 
                 (_, 0) => Check::failing("workers", format!("no worker answers: {detail}")),
                 (total, healthy) => Check::ready("workers", format!("{healthy} of {total} answer: {detail}")),
             };
-            let counts = BotCounts::of(&bots.statuses());
-            counts.publish();
-            vec![database, workers, bots_check(&counts)]
+            vec![database, workers, bots_check(&BotCounts::of(&bots.statuses()))]
         })
     })
 }

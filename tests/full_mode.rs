@@ -20,7 +20,6 @@ use std::time::Duration;
 use glyphoxa::config::{Config, LoadedConfig};
 use glyphoxa::full_mode::{self, FullMode, FullModeParts};
 use glyphoxa_audio::fixtures::spoken;
-use glyphoxa_gateway::commands::definitions::command_set;
 use glyphoxa_gateway::commands::RecapEngines;
 use glyphoxa_gateway::discord::fake::fixtures::DEFAULT_USER_ID;
 use glyphoxa_gateway::discord::fake::scenarios::{self, text_of, RecapDoubles, Table as ScenarioTable};
@@ -187,11 +186,7 @@ impl Table {
         let mode = full_mode::start(&self.standard(), parts(channel))
             .await
             .expect("full mode starts");
-        self.wait("the command set registered in the guild", |s| {
-            s.registered_commands(APP, GUILD)
-                .is_some_and(|c| names(c) == names(&command_set()))
-        })
-        .await;
+        scenarios::wait_registered(&self.fake, APP, GUILD).await;
         mode
     }
 
@@ -203,9 +198,7 @@ impl Table {
     }
 
     async fn wait(&self, what: &str, condition: impl FnMut(&FakeState) -> bool) {
-        if let Err(error) = self.fake.wait_until(condition, WAIT).await {
-            panic!("{what}: {error}");
-        }
+        scenarios::wait(&self.fake, what, condition).await;
     }
 
     /// Sends `/name sub` with `options` in the guild's text channel by the
@@ -224,15 +217,6 @@ impl Table {
         .await;
         replies_text(self.fake.interaction_responses(&id).iter())
     }
-}
-
-fn names(commands: &[Value]) -> Vec<String> {
-    let mut names: Vec<String> = commands
-        .iter()
-        .filter_map(|c| c["name"].as_str().map(str::to_string))
-        .collect();
-    names.sort();
-    names
 }
 
 /// The text of replies ([`text_of`] of each).
@@ -684,12 +668,7 @@ impl Scene {
         let mut parts = parts(&channel);
         parts.recaps = recaps;
         let mode = full_mode::start(&config, parts).await.expect("full mode starts");
-        table
-            .wait("the command set registered in the guild", |s| {
-                s.registered_commands(APP, GUILD)
-                    .is_some_and(|c| names(c) == names(&command_set()))
-            })
-            .await;
+        scenarios::wait_registered(&table.fake, APP, GUILD).await;
         Self {
             table,
             mode,

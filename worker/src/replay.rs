@@ -343,23 +343,14 @@ async fn drive(
     let (clock, stepper) = VirtualClock::stepped();
     let stats = Arc::new(ClockStats::with_epoch(epoch.into_std()));
     let (runtime, mut events) = SessionRuntime::start_with_clock(
-        SessionSpec {
-            brain: spec.brain,
-            engine: spec.engine,
-            roster: spec.roster,
-            knowledge: spec.knowledge,
-            transcript: Arc::new(MemoryTranscript::default()),
-            phase: Duration::ZERO,
-        },
+        session_spec(spec.brain, spec.engine, spec.roster, spec.knowledge),
         providers,
         Box::new(transport),
         clock,
         stats,
     )
     .await?;
-    for (name, id) in &names {
-        let _ = runtime.brain().set_speaker_name(&id.to_string(), name);
-    }
+    name_speakers(&runtime, &names);
     let mut turns = Vec::new();
     let mut tick: u64 = 0;
     let mut input_end: Option<u64> = None;
@@ -446,21 +437,12 @@ async fn replay_realtime(
     let roster = spec.roster.clone();
     let start = Instant::now();
     let (runtime, mut events) = SessionRuntime::start(
-        SessionSpec {
-            brain: spec.brain,
-            engine: spec.engine,
-            roster: spec.roster,
-            knowledge: spec.knowledge,
-            transcript: Arc::new(MemoryTranscript::default()),
-            phase: Duration::ZERO,
-        },
+        session_spec(spec.brain, spec.engine, spec.roster, spec.knowledge),
         providers,
         Box::new(transport),
     )
     .await?;
-    for (name, id) in &names {
-        let _ = runtime.brain().set_speaker_name(&id.to_string(), name);
-    }
+    name_speakers(&runtime, &names);
     let mut turns = Vec::new();
     let started = StdInstant::now();
     let mut last_progress = StdInstant::now();
@@ -577,4 +559,24 @@ impl ReplayReport {
 
 fn truncate(text: &str, width: usize) -> String {
     text.chars().take(width).collect()
+}
+
+/// The runtime's spec for a replayed session: an in-memory transcript and no
+/// phase offset (one session, nothing to stagger).
+fn session_spec(brain: SessionSettings, engine: EngineSettings, roster: Roster, knowledge: Knowledge) -> SessionSpec {
+    SessionSpec {
+        brain,
+        engine,
+        roster,
+        knowledge,
+        transcript: Arc::new(MemoryTranscript::default()),
+        phase: Duration::ZERO,
+    }
+}
+
+/// Tells the brain each speaker's display name.
+fn name_speakers(runtime: &SessionRuntime, names: &[(String, u64)]) {
+    for (name, id) in names {
+        let _ = runtime.brain().set_speaker_name(&id.to_string(), name);
+    }
 }

@@ -13,7 +13,6 @@ use axum::Router;
 use base64::Engine as _;
 use glyphoxa_gateway::admin::{self, AdminSettings, AdminState};
 use glyphoxa_gateway::bots::BotManager;
-use glyphoxa_gateway::commands::definitions::command_set;
 use glyphoxa_gateway::commands::RecapEngines;
 use glyphoxa_gateway::discord::fake::fixtures::DEFAULT_USER_ID;
 use glyphoxa_gateway::discord::fake::{
@@ -25,6 +24,7 @@ use glyphoxa_gateway::workers::fake::FakeWorker;
 use glyphoxa_gateway::workers::{InProcessWorkerClient, WorkerClient};
 use serde_json::{json, Value};
 
+use glyphoxa_gateway::discord::fake::scenarios;
 pub use glyphoxa_gateway::discord::fake::scenarios::text_of;
 use tower::ServiceExt as _;
 
@@ -220,32 +220,17 @@ impl World {
     }
 
     pub async fn wait(&self, what: &str, condition: impl FnMut(&FakeState) -> bool) {
-        if let Err(error) = self.fake.wait_until(condition, WAIT).await {
-            panic!("{what}: {error}");
-        }
+        scenarios::wait(&self.fake, what, condition).await;
     }
 
     /// Waits until `app` has the full command set in `guild`.
     pub async fn wait_registered(&self, app: &str, guild: &str) {
-        let expected = names(&command_set());
-        self.wait(&format!("commands of {app} in {guild}"), |s| {
-            s.registered_commands(app, guild).is_some_and(|c| names(c) == expected)
-        })
-        .await;
+        scenarios::wait_registered(&self.fake, app, guild).await;
     }
 
     /// Sends an interaction and waits until it has `replies` replies.
     pub async fn replies(&self, token: &str, interaction: InteractionFixture, replies: usize) -> Vec<InteractionReply> {
-        let sent = self
-            .fake
-            .send_interaction(token, interaction)
-            .expect("interaction sent");
-        let id = sent.id.clone();
-        self.wait(&format!("{replies} replies to {id}"), |s| {
-            s.interaction_replies(&id).len() >= replies
-        })
-        .await;
-        self.fake.interaction_replies(&id)
+        scenarios::replies(&self.fake, token, interaction, replies).await
     }
 
     /// The bodies of [`World::replies`].
@@ -266,16 +251,6 @@ impl World {
             .collect::<Vec<_>>()
             .join("\n")
     }
-}
-
-/// The sorted names of a command set.
-pub fn names(commands: &[Value]) -> Vec<String> {
-    let mut names: Vec<String> = commands
-        .iter()
-        .filter_map(|c| c["name"].as_str().map(str::to_string))
-        .collect();
-    names.sort();
-    names
 }
 
 /// A command `/name sub` with options, by the default user in G1.

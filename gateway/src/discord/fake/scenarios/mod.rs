@@ -22,7 +22,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{FakeDiscord, InteractionFixture, InteractionReply, OptionFixture};
+use super::{FakeDiscord, FakeState, InteractionFixture, InteractionReply, OptionFixture};
+use crate::commands::definitions::command_set;
 use crate::ids::{DiscordId, SessionId};
 use crate::store::TenantStore;
 
@@ -99,22 +100,7 @@ impl dyn Table + '_ {
 
     /// Sends `interaction` and waits until the bot sent `count` replies to it.
     pub async fn replies(&self, interaction: InteractionFixture, count: usize) -> Vec<InteractionReply> {
-        let sent = self
-            .discord()
-            .send_interaction(self.token(), interaction)
-            .expect("the fake Discord sends the interaction");
-        let id = sent.id.clone();
-        let waited = self
-            .discord()
-            .wait_until(|s| s.interaction_replies(&id).len() >= count, WAIT)
-            .await;
-        if let Err(error) = waited {
-            panic!(
-                "{count} replies to interaction {id}: {error}; got {:?}",
-                self.discord().interaction_replies(&id)
-            );
-        }
-        self.discord().interaction_replies(&id)
+        replies(self.discord(), self.token(), interaction, count).await
     }
 
     /// The bodies of [`Self::replies`].
@@ -168,6 +154,59 @@ impl dyn Table + '_ {
         names.sort();
         names
     }
+}
+
+/// Waits until `condition` holds for the fake's state; fails the test,
+/// saying `what`, after [`WAIT`].
+pub async fn wait(fake: &FakeDiscord, what: &str, condition: impl FnMut(&FakeState) -> bool) {
+    if let Err(error) = fake.wait_until(condition, WAIT).await {
+        panic!("{what}: {error}");
+    }
+}
+
+/// Sends `interaction` to the bot of `token` and waits until the bot sent
+/// `count` replies to it.
+pub async fn replies(
+    fake: &FakeDiscord,
+    token: &str,
+    interaction: InteractionFixture,
+    count: usize,
+) -> Vec<InteractionReply> {
+    let sent = fake
+        .send_interaction(token, interaction)
+        .expect("the fake Discord sends the interaction");
+    let id = sent.id.clone();
+    if let Err(error) = fake
+        .wait_until(|s| s.interaction_replies(&id).len() >= count, WAIT)
+        .await
+    {
+        panic!(
+            "{count} replies to interaction {id}: {error}; got {:?}",
+            fake.interaction_replies(&id)
+        );
+    }
+    fake.interaction_replies(&id)
+}
+
+/// The sorted names of a command set.
+pub fn command_names(commands: &[Value]) -> Vec<String> {
+    let mut names: Vec<String> = commands
+        .iter()
+        .filter_map(|c| c["name"].as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Waits until application `app` has registered the whole command set in
+/// `guild`.
+pub async fn wait_registered(fake: &FakeDiscord, app: &str, guild: &str) {
+    let expected = command_names(&command_set());
+    wait(fake, &format!("the commands of {app} in {guild}"), |s| {
+        s.registered_commands(app, guild)
+            .is_some_and(|c| command_names(c) == expected)
+    })
+    .await;
 }
 
 /// `before` with `added`, sorted.
